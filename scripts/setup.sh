@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs everything udfs needs on a Debian machine: Java, PostgreSQL 15 with PL/Python,
+# a virtual environment with the package and its extras. Idempotent; a second run takes seconds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${UDFS_VENV:-.venv}
+PYTHON=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then
+    $SUDO apt-get update -qq
+    apt_updated=1
+  fi
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@"
+}
+
+installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"; }
+
+# Java for Spark.
+command -v java >/dev/null 2>&1 || apt_install openjdk-17-jre-headless
+
+# PostgreSQL 15 server and PL/Python. PL/Python is pinned to the installed server's version,
+# because an unpinned install would upgrade the server packages along with it.
+installed postgresql-15 || apt_install postgresql-15
+if ! installed postgresql-plpython3-15; then
+  apt_install "postgresql-plpython3-15=$(dpkg-query -W -f='${Version}' postgresql-15)"
+fi
+
+# The virtual environment, reinstalled only when pyproject.toml changes.
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+stamp="$VENV/.udfs-installed"
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  "$VENV/bin/python" -m pip install -q --upgrade pip
+  "$VENV/bin/python" -m pip install -q -e ".[spark,postgres,dev]"
+  echo "$want" > "$stamp"
+fi
+
+# PL/Python runs as the postgres OS user and imports this venv's packages: it must be able
+# to read them. Directories along the path need o+x.
+chmod -R o+rX "$VENV" udfs postgres 2>/dev/null || true
+echo "udfs: environment ready in $VENV"

@@ -1,0 +1,5 @@
+"""Shared fixtures: models for every engine, one SparkSession, one Postgres cluster."""
+
+pytest_plugins = [
+    "tests.fixtures.models",
+]

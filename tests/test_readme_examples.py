@@ -1,0 +1,20 @@
+"""The README's examples run, so they never rot."""
+
+import re
+from pathlib import Path
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def blocks(language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_python_examples_run(tmp_path):
+    examples = blocks("python")
+    assert examples, "the README has Python examples"
+    namespace = {"STORE": tmp_path / "models"}
+    for code in examples:
+        exec(compile(code, str(README), "exec"), namespace)
+    assert namespace["ref"].version == 1
+    assert len(namespace["scores"]) == 10

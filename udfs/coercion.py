@@ -1,0 +1,135 @@
+"""Vectorized coercion of one column of feature values to its portable type.
+
+Each coercer returns ``(values, null_mask)``. Missing values are represented the way
+scikit-learn's imputers and encoders expect by default: ``NaN`` in float columns and ``np.nan``
+in object columns (``None`` would slip past ``SimpleImputer(missing_values=np.nan)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from udfs.errors import InputError
+from udfs.signature import Feature
+
+_INT64_LIMIT = float(2**63)
+_TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0", "on")
+_FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0", "off")
+_BOOL_WORDS = {**dict.fromkeys(_TRUE_WORDS, True), **dict.fromkeys(_FALSE_WORDS, False)}
+
+Column = pd.Series | np.ndarray | Sequence[Any]
+
+
+def as_series(values: Column) -> pd.Series:
+    """View any column-like input as a pandas Series with a fresh 0..n-1 index."""
+    if isinstance(values, pd.Series):
+        return values  # only positional access follows, so the index does not matter
+    if isinstance(values, np.ndarray):
+        return pd.Series(values.ravel() if values.ndim > 1 else values)
+    return pd.Series(list(values), dtype=object if len(values) == 0 else None)
+
+
+def _fail(model: str, feature: Feature, series: pd.Series, bad: np.ndarray, why: str) -> None:
+    row = int(np.flatnonzero(bad)[0])
+    value = series.iloc[row]
+    if isinstance(value, np.generic):
+        value = value.item()  # repr 2.5, not np.float64(2.5)
+    count = int(bad.sum())
+    more = f" ({count} such values in the batch)" if count > 1 else ""
+    raise InputError(
+        f"model '{model}': column '{feature.name}' expects {feature.type}, "
+        f"got {value!r} ({type(value).__name__}) at row {row}: {why}{more}",
+        model=model,
+        column=feature.name,
+        expected=feature.type,
+        value=repr(value),
+        row=row,
+    )
+
+
+def _numeric(model: str, feature: Feature, s: pd.Series) -> np.ndarray:
+    """Float64 values with NaN for NULL; raises on values that are not numbers."""
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    null = s.isna().to_numpy()
+    if null.all():
+        return np.full(len(s), np.nan)
+    converted = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+    _check(model, feature, s, np.isnan(converted) & ~null, "not a number")
+    return converted
+
+
+def _check(model: str, feature: Feature, s: pd.Series, bad: np.ndarray, why: str) -> None:
+    if bad.any():
+        _fail(model, feature, s, bad, why)
+
+
+def to_double(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    values = _numeric(model, feature, s)
+    return values, np.isnan(values)
+
+
+def to_bigint(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if s.dtype.kind in "iu" and isinstance(s.dtype, np.dtype):
+        return s.to_numpy(dtype=np.int64), np.zeros(len(s), dtype=bool)
+    values = _numeric(model, feature, s)
+    null = np.isnan(values)
+    with np.errstate(invalid="ignore"):
+        _check(model, feature, s, ~null & (np.abs(values) >= _INT64_LIMIT), "out of bigint range")
+        _check(model, feature, s, ~null & (values != np.floor(values)), "not a whole number")
+    if null.any():
+        return values, null  # float64 keeps NaN; exact for |x| < 2**53
+    return values.astype(np.int64), null
+
+
+def to_boolean(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    if s.dtype == np.bool_:
+        return s.to_numpy(), np.zeros(len(s), dtype=bool)
+    null = s.isna().to_numpy()
+    if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
+        numbers = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        _check(model, feature, s, ~null & (numbers != 0) & (numbers != 1), "not 0 or 1")
+        flags = numbers == 1
+    else:
+        words = s.astype(str).str.strip().str.lower().map(_BOOL_WORDS)
+        _check(model, feature, s, ~null & words.isna().to_numpy(), "not a boolean")
+        flags = words.eq(True).to_numpy(dtype=bool)
+    if not null.any():
+        return flags, null
+    values = flags.astype(object)
+    values[null] = np.nan
+    return values, null
+
+
+def to_string(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    null = s.isna().to_numpy()
+    if pd.api.types.infer_dtype(s, skipna=True) in ("string", "empty"):
+        values = s.to_numpy(dtype=object, na_value=np.nan)
+    else:
+        # Numbers and booleans are accepted as their text, as a SQL cast to text would.
+        values = s.astype(str).to_numpy(dtype=object)
+    if null.any():
+        values = values.copy()
+        values[null] = np.nan
+    return values, null
+
+
+COERCERS: dict[str, Callable[[str, Feature, pd.Series], tuple[np.ndarray, np.ndarray]]] = {
+    "double": to_double,
+    "bigint": to_bigint,
+    "boolean": to_boolean,
+    "string": to_string,
+}
+
+
+def coerce(model: str, feature: Feature, values: Column) -> tuple[np.ndarray, np.ndarray]:
+    """Coerce one column to ``feature.type``; return the values and the NULL mask.
+
+    >>> coerce("m", Feature("age", "double"), [1, None])[1].tolist()
+    [False, True]
+    """
+    return COERCERS[feature.type](model, feature, as_series(values))

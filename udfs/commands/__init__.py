@@ -1,0 +1,1 @@
+"""Subcommands of the `udfs` command line, one module per group."""

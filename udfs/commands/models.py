@@ -1,0 +1,84 @@
+"""`udfs models list|show|register`: inspect and fill the local model store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+import joblib
+import pandas as pd
+
+from udfs.naming import parse_ref
+from udfs.store import list_models, resolve, save_model
+
+store_option = click.option(
+    "--store",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="UDFS_STORE",
+    default="models",
+    show_default=True,
+    help="Model store directory (or $UDFS_STORE).",
+)
+
+
+@click.group("models")
+def models() -> None:
+    """Inspect and fill the local model store."""
+
+
+@models.command("list")
+@store_option
+def list_cmd(store: Path) -> None:
+    """List every saved model version."""
+    refs = list_models(store)
+    if not refs:
+        click.echo(
+            f"no models in {store}; save one with udfs.save_model() or `udfs models register`"
+        )
+        return
+    click.echo(
+        f"{'name':<24} {'version':>7}  {'task':<10} {'features':>8}  {'sha256':<12}  created"
+    )
+    for ref in refs:
+        sig = ref.signature()
+        click.echo(
+            f"{ref.name:<24} {ref.version:>7}  {sig.task:<10} {len(sig.features):>8}  "
+            f"{ref.sha256[:12]:<12}  {sig.created_at}"
+        )
+
+
+@models.command("show")
+@click.argument("ref")
+@store_option
+def show_cmd(ref: str, store: Path) -> None:
+    """Show the signature of NAME or NAME@VERSION."""
+    name, version = parse_ref(ref)
+    click.echo(resolve(name, version, store).signature().to_json())
+
+
+@models.command("register")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", "name", required=True, help="Model name (a SQL identifier).")
+@click.option(
+    "--sample",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="CSV of training features (with a header) that fixes feature order and types.",
+)
+@click.option(
+    "--feature", "features", multiple=True, help="Use only these sample columns (repeatable)."
+)
+@store_option
+def register_cmd(
+    file: Path, name: str, sample: Path, features: tuple[str, ...], store: Path
+) -> None:
+    """Save a joblib FILE made elsewhere as the next version of NAME.
+
+    Unpickling runs code: register only files you trust.
+    """
+    model = joblib.load(file)
+    frame = pd.read_csv(sample)
+    if features:
+        frame = frame[list(features)]
+    ref = save_model(model, name, sample=frame, store=store)
+    click.echo(f"saved {ref} ({ref.path}, sha256 {ref.sha256[:12]})")

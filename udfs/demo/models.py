@@ -1,0 +1,62 @@
+"""The demo models: churn (binary), segment (multiclass) and diabetes progression (regression)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import Ridge
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import OneHotEncoder
+
+from udfs.demo.data import FEATURES, customers
+from udfs.store import ModelRef, StorePath, save_model
+
+TRAIN_ROWS = 20_000
+
+
+def _customer_features() -> ColumnTransformer:
+    return ColumnTransformer(
+        [
+            ("num", SimpleImputer(strategy="median"), ["age", "tenure"]),
+            ("plan", OneHotEncoder(handle_unknown="ignore"), ["plan"]),
+            ("active", "passthrough", ["active"]),
+        ]
+    )
+
+
+def train_demo_models(seed: int = 42) -> dict[str, tuple[Any, pd.DataFrame]]:
+    """Fit the demo models; returns name -> (model, training features)."""
+    train = customers(TRAIN_ROWS, seed=seed, null_fraction=0.02)
+    X = train[FEATURES]
+    churn = Pipeline(
+        [
+            ("features", _customer_features()),
+            ("model", GradientBoostingClassifier(n_estimators=100, max_depth=3, random_state=0)),
+        ]
+    ).fit(X, train["churned"])
+    segment = Pipeline(
+        [
+            ("features", _customer_features()),
+            ("model", RandomForestClassifier(n_estimators=50, max_depth=8, random_state=0)),
+        ]
+    ).fit(X, train["segment"])
+    diabetes = load_diabetes(as_frame=True)
+    progression = Ridge(alpha=0.5).fit(diabetes.data, diabetes.target)
+    return {
+        "churn": (churn, X),
+        "segment": (segment, X),
+        "progression": (progression, diabetes.data),
+    }
+
+
+def save_demo_models(store: StorePath = None, seed: int = 42) -> list[ModelRef]:
+    """Train the demo models and save each as a new version."""
+    return [
+        save_model(model, name, sample=sample, store=store)
+        for name, (model, sample) in train_demo_models(seed).items()
+    ]

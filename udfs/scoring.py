@@ -1,0 +1,192 @@
+"""The shared scoring core: a batch of feature columns in, predictions out.
+
+Spark's pandas UDFs and Postgres' PL/Python functions both call :func:`predict` and
+:func:`predict_proba`, so both engines give identical results for identical rows. This module
+imports neither pyspark, psycopg2 nor plpy.
+
+NULL policy: a NULL (or NaN) in a feature that the model accepts missing values for reaches the
+model as NaN. A NULL in any other feature makes that row's result NULL (``pd.NA``); the other
+rows of the batch are still predicted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from udfs.coercion import Column, coerce
+from udfs.errors import InputError, ScoringError, UdfsError
+from udfs.signature import Signature
+
+# pandas dtypes that carry NULL for each portable result type.
+RESULT_DTYPES: dict[str, Any] = {
+    "double": "Float64",
+    "bigint": "Int64",
+    "boolean": "boolean",
+    "string": object,
+}
+
+
+@dataclass(frozen=True)
+class Batch:
+    """A coerced batch: the model input for the rows that can be predicted, and which those are."""
+
+    X: pd.DataFrame | np.ndarray
+    valid: np.ndarray
+    size: int
+
+    @property
+    def all_valid(self) -> bool:
+        return bool(self.valid.all())
+
+
+def check_arity(signature: Signature, count: int) -> None:
+    """Raise :class:`InputError` unless ``count`` matches the model's number of features."""
+    expected = len(signature.features)
+    if count != expected:
+        raise InputError(
+            f"model '{signature.name}' takes {expected} feature"
+            f"{'s' if expected != 1 else ''} ({signature.describe_features()}) "
+            f"but {count} {'were' if count != 1 else 'was'} passed",
+            model=signature.name,
+            expected=expected,
+            value=count,
+        )
+
+
+def prepare(signature: Signature, columns: Sequence[Column]) -> Batch:
+    """Coerce ``columns`` (in signature order) and apply the NULL policy."""
+    check_arity(signature, len(columns))
+    coerced = [
+        coerce(signature.name, f, col) for f, col in zip(signature.features, columns, strict=True)
+    ]
+    sizes = {len(values) for values, _ in coerced}
+    if len(sizes) > 1:
+        raise InputError(
+            f"model '{signature.name}': feature columns have different lengths {sorted(sizes)}",
+            model=signature.name,
+        )
+    size = sizes.pop()
+    valid = np.ones(size, dtype=bool)
+    for feature, (_, null) in zip(signature.features, coerced, strict=True):
+        if not feature.accepts_missing:
+            valid &= ~null
+    keep = None if valid.all() else valid
+    arrays = [values if keep is None else values[keep] for values, _ in coerced]
+    if signature.input_kind == "array":
+        X: pd.DataFrame | np.ndarray = np.column_stack([a.astype(np.float64) for a in arrays])
+    else:
+        X = pd.DataFrame(dict(zip(signature.feature_names, arrays, strict=True)), copy=False)
+    return Batch(X=X, valid=valid, size=size)
+
+
+def _diagnose(
+    signature: Signature, X: pd.DataFrame | np.ndarray, exc: Exception
+) -> tuple[str, dict]:
+    """Name the column and value behind a model failure, where they can be found."""
+    text = str(exc).lower()
+    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=signature.feature_names)
+    for feature in signature.features:
+        column = frame[feature.name]
+        if "unknown categor" in text and feature.categories is not None:
+            unseen = ~column.isin(feature.categories) & column.notna()
+            if unseen.any():
+                value = column[unseen].iloc[0]
+                return (
+                    f"column '{feature.name}' has the value {value!r}, which the model did not "
+                    "see in training, and its encoder rejects unknown values",
+                    {"column": feature.name, "value": repr(value)},
+                )
+        if "infinity" in text and feature.type == "double":
+            inf = np.isinf(column.to_numpy(dtype=np.float64))
+            if inf.any():
+                value = float(column[inf].iloc[0])
+                return (
+                    f"column '{feature.name}' has the value {value!r}, which the model rejects",
+                    {"column": feature.name, "value": repr(value)},
+                )
+    return "", {}
+
+
+def _call(
+    model: Any, signature: Signature, method: str, X: pd.DataFrame | np.ndarray
+) -> np.ndarray:
+    try:
+        return np.asarray(getattr(model, method)(X))
+    except UdfsError:
+        raise
+    except Exception as exc:
+        where, details = _diagnose(signature, X, exc)
+        prefix = f"{where}. " if where else ""
+        raise ScoringError(
+            f"model '{signature.name}' failed in {method}: {prefix}{type(exc).__name__}: {exc}",
+            model=signature.name,
+            **details,
+        ) from exc
+
+
+def _scatter(values: np.ndarray, batch: Batch, dtype: Any) -> pd.Series:
+    """Place the predictions of the valid rows into a full-size result with NULL elsewhere."""
+    if dtype is object:
+        full = np.full(batch.size, None, dtype=object)
+        full[batch.valid] = values
+        return pd.Series(full, dtype=object)
+    if batch.all_valid:
+        return pd.Series(values).astype(dtype)
+    full = np.zeros(batch.size, dtype=values.dtype)
+    full[batch.valid] = values
+    out = pd.Series(full).astype(dtype)
+    out[~batch.valid] = pd.NA
+    return out
+
+
+def predict(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.Series:
+    """Predict one batch: a double for regression, the class label for classifiers.
+
+    The result has one entry per input row, NULL (``pd.NA``/``None``) where the NULL policy says so.
+    """
+    batch = prepare(signature, columns)
+    labels = _call(model, signature, "predict", batch.X) if len(batch.X) else np.empty(0)
+    if labels.ndim != 1:
+        raise ScoringError(
+            f"model '{signature.name}': predict returned shape {labels.shape}, expected one value per row",
+            model=signature.name,
+        )
+    if signature.label_type == "bigint" and labels.dtype.kind == "f":
+        labels = labels.astype(np.int64)
+    return _scatter(labels, batch, RESULT_DTYPES[signature.label_type])
+
+
+def predict_proba(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.Series:
+    """Class probabilities: P(classes[1]) for binary, a list in class order for multiclass."""
+    if not signature.has_proba:
+        raise InputError(
+            f"model '{signature.name}' is a {signature.task} model without predict_proba",
+            model=signature.name,
+        )
+    batch = prepare(signature, columns)
+    n_classes = len(signature.classes or ())
+    proba = (
+        _call(model, signature, "predict_proba", batch.X)
+        if len(batch.X)
+        else np.empty((0, n_classes))
+    )
+    if proba.ndim != 2 or proba.shape[1] != n_classes:
+        raise ScoringError(
+            f"model '{signature.name}': predict_proba returned shape {proba.shape}, "
+            f"expected (rows, {n_classes})",
+            model=signature.name,
+        )
+    if signature.task == "binary":
+        return _scatter(proba[:, 1].astype(np.float64), batch, "Float64")
+    rows = proba.astype(np.float64).tolist()
+    if batch.all_valid:
+        return pd.Series(rows, dtype=object)
+    full: list[list[float] | None] = [None] * batch.size
+    for position, row in zip(np.flatnonzero(batch.valid), rows, strict=True):
+        full[position] = row
+    return pd.Series(full, dtype=object)
