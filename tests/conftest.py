@@ -2,4 +2,5 @@
 
 pytest_plugins = [
     "tests.fixtures.models",
+    "tests.fixtures.postgres",
 ]

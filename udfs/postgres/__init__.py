@@ -1,0 +1,1 @@
+"""PostgreSQL engine: an embedded local cluster and the PL/Python adapter."""
