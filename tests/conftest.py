@@ -3,4 +3,5 @@
 pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.postgres",
+    "tests.fixtures.spark",
 ]

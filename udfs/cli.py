@@ -8,6 +8,7 @@ import click
 
 from udfs import __version__
 from udfs.commands.models import models
+from udfs.commands.spark import spark
 from udfs.errors import UdfsError
 
 
@@ -18,6 +19,7 @@ def cli() -> None:
 
 
 cli.add_command(models)
+cli.add_command(spark)
 
 
 @cli.command()

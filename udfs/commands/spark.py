@@ -1,0 +1,31 @@
+"""`udfs spark sql FILE`: run a SQL file in Spark with the models registered."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from udfs.commands.models import store_option
+
+
+@click.group("spark")
+def spark() -> None:
+    """Score with Spark SQL."""
+
+
+@spark.command("sql")
+@click.argument("sql_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option(
+    "--master", default=None, help="Spark master (default: local[*], or $UDFS_SPARK_MASTER)."
+)
+@click.option("--gpu", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
+@click.option("--model", "models", multiple=True, help="Register only NAME[@VERSION] (repeatable).")
+@store_option
+def sql_cmd(
+    sql_file: Path, master: str | None, gpu: str, models: tuple[str, ...], store: Path
+) -> None:
+    """Register the models and run SQL_FILE statement by statement."""
+    from udfs.spark.job import run_sql_file  # pyspark loads only when needed
+
+    run_sql_file(sql_file, master=master, gpu=gpu, store=store, models=models, echo=click.echo)
