@@ -1,0 +1,171 @@
+"""Server side of scoring triggers: attach, detach, and what the triggers do when they fire.
+
+``row`` mode is a BEFORE INSERT OR UPDATE OF <features> row trigger that sets the target column
+through the one-row scorer. ``statement`` mode is an AFTER INSERT statement trigger that scores
+the transition table in one vectorized call and writes the scores back by primary key.
+
+``on_error='null'`` never loses a row: a failed row gets a NULL score and a row in
+``ml.scoring_errors``. In statement mode a failed batch is re-scored row by row to find the
+rows that fail.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from udfs import scoring
+from udfs.errors import InputError, ScoringError, UdfsError
+from udfs.postgres.functions import PG_TYPES
+from udfs.postgres.tables import Relation, _live_signature, read_chunk, to_python
+
+MODES = ("row", "statement")
+ON_ERROR = ("raise", "null")
+TRANSITION_TABLE = "ml_new_rows"
+# Row errors: bad values or a model that rejects them. Anything else (a tampered artifact,
+# a missing model) is not about the row, and always aborts the statement.
+ROW_ERRORS = (InputError, ScoringError)
+_plans: dict[str, Any] = {}
+
+
+def trigger_name(model: str) -> str:
+    return f"ml_{model}"
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise InputError(f"{what} must be one of {', '.join(allowed)}, got {value!r}", value=value)
+    return value
+
+
+def attach(plpy: Any, tbl: str, model: str, target: str, mode: str, on_error: str) -> str:
+    """``ml.attach_scoring_trigger``: (re)create the trigger of ``model`` on ``tbl``."""
+    _choice(mode, MODES, "mode")
+    _choice(on_error, ON_ERROR, "on_error")
+    sig = _live_signature(plpy, model)
+    relation = Relation(plpy, tbl)
+    relation.require(sig.feature_names, f"model '{model}' needs feature")
+    relation.require([target], "target_column")
+    if target in sig.feature_names:
+        raise InputError(f"target_column '{target}' is one of the model's features")
+    if mode == "statement" and not relation.primary_key:
+        raise InputError(
+            f"table {relation.name} has no primary key: statement mode writes the scores back "
+            "by primary key. Add one, or use mode => 'row'",
+            table=relation.name,
+        )
+    q, lit = plpy.quote_ident, plpy.quote_literal
+    name = q(trigger_name(model))
+    args = ", ".join(lit(a) for a in [target, on_error, *relation.primary_key])
+    plpy.execute(f"DROP TRIGGER IF EXISTS {name} ON {relation.sql}")
+    if mode == "row":
+        features = ", ".join(q(f) for f in sig.feature_names)
+        plpy.execute(
+            f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE OF {features} ON {relation.sql} "
+            f"FOR EACH ROW EXECUTE FUNCTION ml.{q(model + '_trgr')}({args})"
+        )
+    else:
+        plpy.execute(
+            f"CREATE TRIGGER {name} AFTER INSERT ON {relation.sql} REFERENCING NEW TABLE AS "
+            f"{TRANSITION_TABLE} FOR EACH STATEMENT EXECUTE FUNCTION ml.{q(model + '_trgs')}({args})"
+        )
+    return f"{mode} trigger {trigger_name(model)} on {relation.name} scores {model} into {target}"
+
+
+def detach(plpy: Any, tbl: str, model: str) -> None:
+    """``ml.detach_scoring_trigger``: drop the trigger of ``model`` on ``tbl``."""
+    relation = Relation(plpy, tbl)
+    found = plpy.execute(
+        f"SELECT 1 FROM pg_trigger WHERE tgrelid = {int(relation.oid)} "
+        f"AND tgname = {plpy.quote_literal(trigger_name(model))}"
+    )
+    if not found:
+        raise InputError(f"no scoring trigger for model '{model}' on {relation.name}", model=model)
+    plpy.execute(f"DROP TRIGGER {plpy.quote_ident(trigger_name(model))} ON {relation.sql}")
+
+
+def _record(plpy: Any, table: str, key: Any, loaded: Any, error: Exception) -> None:
+    plan = _plans.get("record")
+    if plan is None:
+        query = "SELECT ml._record_error($1, $2::jsonb, $3, $4, $5)"
+        plan = _plans["record"] = plpy.prepare(query, ["text", "text", "text", "integer", "text"])
+    key_json = None if key is None else json.dumps(key, default=str)
+    plan.execute([table, key_json, loaded.name, loaded.version, str(error)])
+
+
+def _in_context(exc: UdfsError, table: str) -> UdfsError:
+    """The same error, saying which table's trigger raised it."""
+    return type(exc)(f"scoring trigger on {table}: {exc.message}", **exc.details)
+
+
+def on_row(plpy: Any, TD: dict, loaded: Any) -> str:
+    """BEFORE row trigger: set the target column of the new row."""
+    target, on_error, *key_columns = TD["args"]
+    new = TD["new"]
+    try:
+        new[target] = loaded.rows.predict([new[n] for n in loaded.signature.feature_names])
+    except ROW_ERRORS as exc:
+        table = f"{TD['table_schema']}.{TD['table_name']}"
+        if on_error == "raise":
+            raise _in_context(exc, table) from exc
+        _record(plpy, table, {k: new[k] for k in key_columns} or None, loaded, exc)
+        new[target] = None
+    return "MODIFY"
+
+
+def _row_values(columns: list[Any], i: int) -> list[Any]:
+    values = []
+    for column in columns:
+        value = column.iloc[i] if hasattr(column, "iloc") else column[i]
+        values.append(value.item() if isinstance(value, np.generic) else value)
+    return values
+
+
+def _one_by_one(plpy: Any, loaded: Any, columns: list, size: int, key_sql: str, table: str) -> list:
+    """Score row by row: failed rows get None and a row in ml.scoring_errors."""
+    keys = [
+        json.loads(r["k"])
+        for r in plpy.execute(f"SELECT {key_sql}::text AS k FROM {TRANSITION_TABLE}")
+    ]
+    out = []
+    for i in range(size):
+        try:
+            out.append(loaded.rows.predict(_row_values(columns, i)))
+        except ROW_ERRORS as exc:
+            _record(plpy, table, keys[i], loaded, exc)
+            out.append(None)
+    return out
+
+
+def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
+    """AFTER INSERT statement trigger: score the transition table, update by primary key."""
+    target, on_error, *key_columns = TD["args"]
+    q = plpy.quote_ident
+    relation = Relation(plpy, f"{q(TD['table_schema'])}.{q(TD['table_name'])}")
+    table = relation.name
+    columns, _, size = read_chunk(plpy, loaded.signature, relation, source_sql=TRANSITION_TABLE)
+    if size == 0:
+        return
+    try:
+        predictions = to_python(scoring.predict(loaded.model, loaded.signature, columns))
+    except ROW_ERRORS as exc:
+        if on_error == "raise":
+            raise _in_context(exc, table) from exc
+        pairs = ", ".join(f"{plpy.quote_literal(k)}, {q(k)}" for k in key_columns)
+        predictions = _one_by_one(
+            plpy, loaded, columns, size, f"jsonb_build_object({pairs})", table
+        )
+    keys = ", ".join(q(k) for k in key_columns)
+    match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in key_columns)
+    label = PG_TYPES[loaded.signature.label_type]
+    # The transition table is scanned in the same order by every query in this trigger.
+    update = plpy.prepare(
+        f"UPDATE {relation.sql} AS t SET {q(target)} = p.v FROM "
+        f"(SELECT {keys}, row_number() OVER () AS ml_rn FROM {TRANSITION_TABLE}) s "
+        f"JOIN unnest($1::{label}[]) WITH ORDINALITY AS p(v, ml_rn) ON p.ml_rn = s.ml_rn "
+        f"WHERE {match}",
+        [f"{label}[]"],
+    )
+    update.execute([predictions])
