@@ -102,3 +102,29 @@ def test_unknown_model_in_score_table(db: Db, customers) -> None:
 def test_unknown_keep_column_suggests(db: Db, customers) -> None:
     with pytest.raises(psycopg2.Error, match=r"keep column 'idd'.*Did you mean 'id'"):
         db.run("CALL ml.score_table('churn', 'customers', 'nowhere', ARRAY['idd'])")
+
+
+HOSTILE = 'odd "table"; drop'
+
+
+def test_hostile_identifiers_are_quoted(db: Db, customers, rows, trained) -> None:
+    db.run(f'DROP TABLE IF EXISTS "{HOSTILE.replace(chr(34), chr(34) * 2)}"')
+    db.run("""CREATE TABLE "odd ""table""; drop" AS SELECT id AS "it's id", * FROM customers""")
+    source = '"odd ""table""; drop"'
+    target = '"scored ""x""; drop"'
+    db.run("CALL ml.score_table('spend', %s, %s, ARRAY['it''s id'])", source, target)
+    got = db.rows('SELECT * FROM "scored ""x""; drop" ORDER BY 1')
+    assert [r[0] for r in got] == rows["id"].tolist()
+    assert_same([r[1] for r in got], expected(trained["spend"], rows))
+    db.run(f"""ALTER TABLE {source} ADD PRIMARY KEY ("it's id")""")
+    db.run("SELECT ml.attach_scoring_trigger(%s, 'spend', 'score', 'statement')", source)
+    db.run(
+        f"""INSERT INTO {source} ("it's id", id, age, tenure, plan, active) VALUES (-1, -1, 40, 3, 'pro', true)"""
+    )
+    assert db.one(f"""SELECT score FROM {source} WHERE "it's id" = -1""") is not None
+    assert db.one("SELECT count(*) FROM ml.spend_batch(%s, 'it''s id')", source) == len(rows) + 1
+
+
+def test_unquoted_hostile_target_is_refused(db: Db, customers) -> None:
+    with pytest.raises(psycopg2.Error, match="string is not a valid identifier"):
+        db.run("CALL ml.score_table('spend', 'customers', 'x; drop table customers')")
