@@ -8,6 +8,7 @@ import click
 
 from udfs import __version__
 from udfs.commands.models import models
+from udfs.commands.pg import pg
 from udfs.commands.spark import spark
 from udfs.errors import UdfsError
 
@@ -19,6 +20,7 @@ def cli() -> None:
 
 
 cli.add_command(models)
+cli.add_command(pg)
 cli.add_command(spark)
 
 

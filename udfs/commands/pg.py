@@ -1,0 +1,150 @@
+"""`udfs pg up|down|status|install|deploy|rollback|score`: models inside PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from udfs.naming import parse_ref
+from udfs.postgres.connect import DEFAULT_ROOT, connect
+
+dsn_option = click.option(
+    "--dsn",
+    envvar="UDFS_PG_DSN",
+    default=None,
+    help="Server to use; default: the PG* variables if set, else the embedded cluster.",
+)
+root_option = click.option(
+    "--root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_ROOT,
+    show_default=True,
+    help="Directory of the embedded cluster.",
+)
+
+
+@click.group("pg")
+def pg() -> None:
+    """Serve models as SQL functions in PostgreSQL."""
+
+
+@pg.command("up")
+@root_option
+def up_cmd(root: Path) -> None:
+    """Start the embedded cluster (creating it if needed) and print its DSN."""
+    from udfs.postgres.cluster import LocalCluster
+
+    click.echo(LocalCluster(root).up())
+
+
+@pg.command("down")
+@root_option
+def down_cmd(root: Path) -> None:
+    """Stop the embedded cluster."""
+    from udfs.postgres.cluster import LocalCluster
+
+    LocalCluster(root).down()
+    click.echo("stopped")
+
+
+@pg.command("status")
+@root_option
+def status_cmd(root: Path) -> None:
+    """Show whether the embedded cluster runs, and its DSN."""
+    from udfs.postgres.cluster import LocalCluster
+
+    status = LocalCluster(root).status()
+    state = "running" if status["running"] else "stopped"
+    click.echo(f"{state}  dsn={status['dsn']}  data={status['data_dir']}")
+
+
+@pg.command("install")
+@dsn_option
+@root_option
+def install_cmd(dsn: str | None, root: Path) -> None:
+    """Create the ml schema, roles and functions (idempotent; needs a superuser)."""
+    from udfs.postgres.install import install
+
+    conn = connect(dsn, root)
+    try:
+        info = install(conn)
+    finally:
+        conn.close()
+    click.echo(
+        f"installed ml: PL/Python {info['python']}, scikit-learn {info['scikit-learn']}, "
+        f"udfs from {info['udfs_path']}"
+    )
+
+
+@pg.command("deploy")
+@click.argument("ref")
+@click.option("--store", envvar="UDFS_STORE", default="models", show_default=True)
+@dsn_option
+@root_option
+def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path) -> None:
+    """Upload NAME[@VERSION] and make it live as ml.NAME(...) and ml.NAME_proba(...)."""
+    from udfs.postgres.deploy import deploy
+
+    name, version = parse_ref(ref)
+    conn = connect(dsn, root)
+    try:
+        live = deploy(conn, name, version, store=store)
+    finally:
+        conn.close()
+    click.echo(f"deployed {name}@{live}")
+
+
+@pg.command("rollback")
+@click.argument("name")
+@dsn_option
+@root_option
+def rollback_cmd(name: str, dsn: str | None, root: Path) -> None:
+    """Make the version live before the current one of NAME live again."""
+    from udfs.postgres.deploy import rollback
+
+    conn = connect(dsn, root)
+    try:
+        live = rollback(conn, name)
+    finally:
+        conn.close()
+    click.echo(f"rolled back {name} to version {live}")
+
+
+@pg.command("score")
+@click.argument("name")
+@click.option("--table", "source", required=True, help="Table (or view) to score.")
+@click.option("--into", "target", required=True, help="New table to create.")
+@click.option("--keep", multiple=True, help="Column to copy (repeatable); default: primary key.")
+@click.option("--chunk-rows", default=50_000, show_default=True)
+@dsn_option
+@root_option
+def score_cmd(
+    name: str,
+    source: str,
+    target: str,
+    keep: tuple[str, ...],
+    chunk_rows: int,
+    dsn: str | None,
+    root: Path,
+) -> None:
+    """Score every row of --table into a new table --into (ml.score_table with progress)."""
+    from udfs.postgres.score import score_table
+
+    conn = connect(dsn, root)
+    bar = None
+
+    def progress(done: int, chunks: int, rows: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = click.progressbar(length=chunks, label=f"scoring {source}", file=None)
+            bar.__enter__()
+        bar.update(1)
+
+    try:
+        total = score_table(conn, name, source, target, list(keep) or None, chunk_rows, progress)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+        conn.close()
+    click.echo(f"wrote {total} rows to {target}")
