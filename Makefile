@@ -20,6 +20,7 @@ test: check ## Run the whole test suite (installs what it needs first)
 	$(BIN)/pytest
 
 bench: setup ## Run the benchmarks and write benchmarks/RESULTS.md
+	$(BIN)/python -m pip install -q -e ".[spark,postgres,dev,bench]"
 	$(BIN)/python benchmarks/run_all.py
 
 .PHONY: help setup demo check test bench

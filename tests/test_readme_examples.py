@@ -3,6 +3,8 @@
 import re
 from pathlib import Path
 
+import pytest
+
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
@@ -10,7 +12,9 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
 
 
-def test_readme_python_examples_run(tmp_path):
+@pytest.mark.spark
+def test_readme_python_examples_run(tmp_path, spark, monkeypatch):
+    monkeypatch.setenv("UDFS_HOME", str(tmp_path / "home"))
     examples = blocks("python")
     assert examples, "the README has Python examples"
     namespace = {"STORE": tmp_path / "models"}

@@ -17,7 +17,7 @@ from udfs.sqltext import first_line, split_statements
 # Statements that write a table: their row count is the written table's.
 _WRITES = re.compile(
     r"^\s*(?:CREATE\s+(?:OR\s+REPLACE\s+)?TABLE(?:\s+IF\s+NOT\s+EXISTS)?|INSERT\s+(?:INTO|OVERWRITE)(?:\s+TABLE)?)"
-    r"\s+((?:`[^`]+`|[\w]+)(?:\.(?:`[^`]+`|[\w]+))*)",
+    r"\s+(?!(?:LOCAL\s+)?DIRECTORY\b)((?:`[^`]+`|\w+)(?:\.(?:`[^`]+`|\w+))*)",
     re.IGNORECASE,
 )
 _UDFS_ERROR = re.compile(r"udfs\.errors\.(\w+): (.+)")

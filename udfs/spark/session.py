@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from pyspark import SparkConf
+from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from udfs.paths import home
@@ -73,6 +73,7 @@ def session(
     local = embedded_conf(master, state)
     if submitted():
         # The cluster's properties win; the local defaults fill in only what they leave unset.
+        SparkContext._ensure_initialized()  # attach to spark-submit's JVM to read its conf
         launched = SparkConf()
         local = {
             k: v
