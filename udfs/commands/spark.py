@@ -21,11 +21,39 @@ def spark() -> None:
 )
 @click.option("--gpu", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--model", "models", multiple=True, help="Register only NAME[@VERSION] (repeatable).")
+@click.option(
+    "--rapids-jar",
+    envvar="SPARK_RAPIDS_JAR",
+    default=None,
+    help="RAPIDS Accelerator jar: with GPUs, enables the SQL plugin (or $SPARK_RAPIDS_JAR).",
+)
+@click.option("--conf", "confs", multiple=True, metavar="KEY=VALUE", help="Extra Spark setting.")
 @store_option
 def sql_cmd(
-    sql_file: Path, master: str | None, gpu: str, models: tuple[str, ...], store: Path
+    sql_file: Path,
+    master: str | None,
+    gpu: str,
+    models: tuple[str, ...],
+    rapids_jar: str | None,
+    confs: tuple[str, ...],
+    store: Path,
 ) -> None:
     """Register the models and run SQL_FILE statement by statement."""
     from udfs.spark.job import run_sql_file  # pyspark loads only when needed
 
-    run_sql_file(sql_file, master=master, gpu=gpu, store=store, models=models, echo=click.echo)
+    settings = {}
+    for item in confs:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--conf")
+        settings[key.strip()] = value
+    run_sql_file(
+        sql_file,
+        master=master,
+        gpu=gpu,
+        store=store,
+        models=models,
+        rapids_jar=rapids_jar,
+        conf=settings,
+        echo=click.echo,
+    )

@@ -1,10 +1,14 @@
-"""GPU detection and the session configuration that follows from ``gpu="auto"|"on"|"off"``."""
+"""GPU detection and the Spark configuration that follows from ``gpu="auto"|"on"|"off"``.
+
+Every decision here is a pure function of its inputs (a discovery script's output, a jar path,
+the master URL), so it is tested on machines without GPUs.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -13,51 +17,102 @@ from udfs.errors import ConfigError
 log = logging.getLogger("udfs.spark")
 GPU_MODES = ("auto", "on", "off")
 DISCOVERY_SCRIPT = Path(__file__).with_name("getGpusResources.sh")
+DISCOVERY_ENV = "UDFS_GPU_DISCOVERY_SCRIPT"
+RAPIDS_JAR_ENV = "SPARK_RAPIDS_JAR"
+
+# RAPIDS Accelerator settings for SQL plus GPU pandas UDFs. The JVM side (cuDF, RMM pool) and
+# the Python workers share each GPU, so neither may take all of its memory.
+RAPIDS_CONF: dict[str, str] = {
+    "spark.plugins": "com.nvidia.spark.SQLPlugin",
+    "spark.rapids.sql.enabled": "true",
+    # Pinned host memory speeds host<->device copies; 2g is the docs' usual starting point.
+    "spark.rapids.memory.pinnedPool.size": "2g",
+    # The JVM's RMM pool starts at half the GPU, leaving room for the Python workers.
+    "spark.rapids.memory.gpu.allocFraction": "0.5",
+    "spark.rapids.memory.gpu.maxAllocFraction": "0.6",
+    "spark.rapids.memory.gpu.minAllocFraction": "0.25",
+    "spark.rapids.sql.concurrentGpuTasks": "2",
+    # pandas UDFs on the GPU: the rapids daemon pins Python workers to the task's GPU.
+    "spark.rapids.sql.python.gpu.enabled": "true",
+    "spark.rapids.python.concurrentPythonWorkers": "2",
+    "spark.rapids.python.memory.gpu.allocFraction": "0.2",
+    "spark.rapids.python.memory.gpu.maxAllocFraction": "0.3",
+    "spark.rapids.python.memory.gpu.pooling.enabled": "false",
+    "spark.python.daemon.module": "rapids.daemon",
+}
 
 
-def detect_gpus() -> list[str]:
-    """GPU addresses visible here: ``nvidia-smi -L``, else ``CUDA_VISIBLE_DEVICES``."""
-    smi = shutil.which("nvidia-smi")
-    if smi:
-        try:
-            out = subprocess.run(
-                [smi, "-L"], capture_output=True, text=True, timeout=10, check=False
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            out = None
-        if out is not None and out.returncode == 0:
-            lines = [line for line in out.stdout.splitlines() if line.startswith("GPU ")]
-            return [line.split(":", 1)[0].removeprefix("GPU ").strip() for line in lines]
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if visible and visible not in ("-1", "NoDevFiles"):
-        return [d.strip() for d in visible.split(",") if d.strip()]
-    return []
+def discover(script: Path | None = None) -> list[str]:
+    """GPU addresses from a Spark discovery script (``{"name":"gpu","addresses":[...]}``).
+
+    A missing script, a failing one (no ``nvidia-smi``) or bad output means no GPU.
+    """
+    script = script or Path(os.environ.get(DISCOVERY_ENV, DISCOVERY_SCRIPT))
+    try:
+        out = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    if out.returncode != 0:
+        return []
+    try:
+        found = json.loads(out.stdout)
+    except json.JSONDecodeError:
+        return []
+    if not isinstance(found, dict) or found.get("name") != "gpu":
+        return []
+    return [str(address) for address in found.get("addresses", [])]
 
 
-def use_gpu(mode: str) -> bool:
+def use_gpu(mode: str, gpus: list[str]) -> bool:
     """Decide whether the session uses GPUs; ``on`` without a GPU is an error."""
     if mode not in GPU_MODES:
         raise ConfigError(f"gpu must be one of {', '.join(GPU_MODES)}, got {mode!r}", value=mode)
     if mode == "off":
         return False
-    if detect_gpus():
+    if gpus:
         return True
     if mode == "on":
         raise ConfigError(
-            "gpu='on' but no GPU is visible here (nvidia-smi -L lists none and "
-            "CUDA_VISIBLE_DEVICES is empty); use gpu='auto' to fall back to the CPU",
+            "gpu='on' but no GPU was found: the discovery script "
+            f"({os.environ.get(DISCOVERY_ENV, DISCOVERY_SCRIPT)}) lists none. "
+            "Use gpu='auto' to fall back to the CPU.",
             value=mode,
         )
-    log.info("udfs: no GPU found, scoring on the CPU")
+    log.warning("udfs: no GPU found, scoring on the CPU")
     return False
 
 
-def gpu_scheduling_conf() -> dict[str, str]:
-    """Task GPU scheduling: one GPU per executor, found by the discovery script."""
-    return {
+def gpu_conf(
+    master: str,
+    script: Path,
+    *,
+    rapids_jar: str | None = None,
+    executor_cores: int = 1,
+) -> dict[str, str]:
+    """Task GPU scheduling (one GPU per executor, shared by its cores), plus RAPIDS with a jar."""
+    conf = {
         "spark.executor.resource.gpu.amount": "1",
-        "spark.executor.resource.gpu.discoveryScript": str(DISCOVERY_SCRIPT),
-        "spark.worker.resource.gpu.amount": "1",
-        "spark.worker.resource.gpu.discoveryScript": str(DISCOVERY_SCRIPT),
-        "spark.task.resource.gpu.amount": "1",
+        "spark.executor.resource.gpu.discoveryScript": str(script),
+        # Tasks share their executor's GPU: each gets 1/cores of it, so all cores stay busy.
+        "spark.task.resource.gpu.amount": f"{1 / max(executor_cores, 1):g}",
     }
+    if master.startswith("local-cluster"):
+        # The embedded standalone worker must offer the GPU too, or no executor ever starts.
+        conf["spark.worker.resource.gpu.amount"] = "1"
+        conf["spark.worker.resource.gpu.discoveryScript"] = str(script)
+    jar = rapids_jar or os.environ.get(RAPIDS_JAR_ENV)
+    if jar:
+        if not Path(jar).is_file():
+            raise ConfigError(f"RAPIDS Accelerator jar not found: {jar}", value=jar)
+        conf.update(RAPIDS_CONF)
+        conf["spark.jars"] = jar
+    return conf
+
+
+def executor_cores(master: str) -> int:
+    """Cores per executor implied by a local master URL (``local-cluster[N,C,M]`` -> C)."""
+    if master.startswith("local-cluster[") and master.endswith("]"):
+        parts = master[len("local-cluster[") : -1].split(",")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            return int(parts[1])
+    return 1

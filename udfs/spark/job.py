@@ -19,11 +19,13 @@ def run_sql_file(
     gpu: str = "auto",
     store: StorePath = None,
     models: Sequence[str] = (),
+    rapids_jar: str | None = None,
+    conf: dict[str, str] | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[StatementResult]:
     """Register the models (``NAME`` or ``NAME@VERSION``; all by default) and run ``sql_file``."""
     text = Path(sql_file).read_text()
-    spark = session(app_name=f"udfs {Path(sql_file).name}", master=master, gpu=gpu)
+    spark = session(f"udfs {Path(sql_file).name}", master, gpu, rapids_jar=rapids_jar, conf=conf)
     if models:
         functions = [fn for ref in models for fn in register(spark, *parse_ref(ref), store=store)]
     else:

@@ -10,7 +10,14 @@ from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
 from udfs.paths import home
-from udfs.spark.gpu import gpu_scheduling_conf, use_gpu
+from udfs.spark.gpu import (
+    DISCOVERY_ENV,
+    DISCOVERY_SCRIPT,
+    discover,
+    executor_cores,
+    gpu_conf,
+    use_gpu,
+)
 
 DEFAULT_MASTER = "local[*]"
 ARROW_BATCH_SIZE = 10_000
@@ -51,6 +58,44 @@ def embedded_conf(master: str | None, state: Path) -> dict[str, str]:
     }
 
 
+def session_conf(
+    master: str | None = None,
+    gpu: str = "auto",
+    *,
+    state_dir: Path | None = None,
+    arrow_batch_size: int = ARROW_BATCH_SIZE,
+    rapids_jar: str | None = None,
+    conf: dict[str, str] | None = None,
+) -> dict[str, str]:
+    """Every setting :func:`session` applies; explicit ``conf`` entries win."""
+    settings = base_conf(arrow_batch_size)
+    state = (state_dir or home() / "spark").absolute()
+    local = embedded_conf(master, state)
+    launched = SparkConf() if submitted() else None
+    if launched is not None:
+        # The cluster's properties win; the local defaults fill in only what they leave unset.
+        keep = {k: v for k, v in local.items() if not launched.contains(k)}
+        if master:
+            keep["spark.master"] = master
+        local = keep
+    settings.update(local)
+    settings.update(conf or {})
+    effective_master = settings.get("spark.master") or (
+        launched.get("spark.master", "") if launched else ""
+    )
+    script = Path(
+        settings.get("spark.executor.resource.gpu.discoveryScript")
+        or os.environ.get(DISCOVERY_ENV, DISCOVERY_SCRIPT)
+    )
+    if use_gpu(gpu, discover(script) if gpu != "off" else []):
+        cores = int(settings.get("spark.executor.cores") or executor_cores(effective_master))
+        settings.update(
+            gpu_conf(effective_master, script, rapids_jar=rapids_jar, executor_cores=cores)
+        )
+        settings.update(conf or {})
+    return settings
+
+
 def session(
     app_name: str = "udfs",
     master: str | None = None,
@@ -58,36 +103,34 @@ def session(
     *,
     state_dir: Path | None = None,
     arrow_batch_size: int = ARROW_BATCH_SIZE,
+    rapids_jar: str | None = None,
     conf: dict[str, str] | None = None,
 ) -> SparkSession:
     """The embedded default SparkSession, or the spark-submit one with udfs' settings.
 
     Tables made with ``CREATE TABLE ... AS SELECT`` persist in ``<udfs home>/spark`` (Hive
     catalog on an embedded Derby metastore) and are readable from a later session.
+    ``gpu="auto"`` uses GPUs when the discovery script finds some, ``"on"`` requires them;
+    with a RAPIDS Accelerator jar (``rapids_jar`` or ``$SPARK_RAPIDS_JAR``) the SQL plugin too.
 
     >>> spark = session()  # doctest: +SKIP
     """
-    settings = base_conf(arrow_batch_size)
-    state = (state_dir or home() / "spark").absolute()
-    state.mkdir(parents=True, exist_ok=True)
-    local = embedded_conf(master, state)
     if submitted():
-        # The cluster's properties win; the local defaults fill in only what they leave unset.
         SparkContext._ensure_initialized()  # attach to spark-submit's JVM to read its conf
-        launched = SparkConf()
-        local = {
-            k: v
-            for k, v in local.items()
-            if (k == "spark.master" and master) or not launched.contains(k)
-        }
     else:
         # Workers must run this interpreter: it has udfs and scikit-learn.
         os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
         os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-    settings.update(local)
-    if use_gpu(gpu):
-        settings.update(gpu_scheduling_conf())
-    settings.update(conf or {})
+    settings = session_conf(
+        master,
+        gpu,
+        state_dir=state_dir,
+        arrow_batch_size=arrow_batch_size,
+        rapids_jar=rapids_jar,
+        conf=conf,
+    )
+    if not submitted():
+        Path(settings["spark.sql.warehouse.dir"]).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
     for key, value in settings.items():
         builder = builder.config(key, value)

@@ -13,6 +13,7 @@ from pyspark.sql.udf import UserDefinedFunction
 from udfs import scoring
 from udfs.signature import Signature
 from udfs.spark import cache
+from udfs.spark.device import task_gpu
 from udfs.spark.types import predict_type, proba_type
 
 METHODS = ("predict", "predict_proba")
@@ -37,7 +38,7 @@ def make_udf(signature: Signature, artifact: Broadcast, method: str) -> UserDefi
             if len(columns[0]) == 0:
                 yield pd.Series([], dtype=object)  # don't load the model for nothing
                 continue
-            bundle = cache.get(sig, lambda: artifact.value)
+            bundle = cache.get(sig, lambda: artifact.value, gpu=task_gpu())
             yield score_batch(bundle.model, sig, columns)
 
     score.__name__ = f"{signature.name}_{method}"

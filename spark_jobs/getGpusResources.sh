@@ -1,0 +1,1 @@
+../udfs/spark/getGpusResources.sh

@@ -1,0 +1,136 @@
+"""GPU-aware configuration and device selection, verified without a GPU."""
+
+import logging
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from tests.fixtures.models import FEATURES, expected
+from udfs.demo.data import customers
+from udfs.errors import ConfigError
+from udfs.spark import device
+from udfs.spark.gpu import RAPIDS_CONF, discover, executor_cores, gpu_conf
+from udfs.spark.session import session_conf
+
+pytestmark = pytest.mark.spark
+
+BIN = Path(sys.executable).parent
+GPU_KEYS = ("spark.executor.resource.gpu.amount", "spark.task.resource.gpu.amount")
+
+
+def _script(tmp_path: Path, body: str) -> Path:
+    script = tmp_path / "discover.sh"
+    script.write_text(f"#!/bin/sh\n{body}\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    return script
+
+
+@pytest.fixture
+def fake_gpu(tmp_path, monkeypatch):
+    script = _script(tmp_path, """echo '{"name":"gpu","addresses":["0"]}'""")
+    monkeypatch.setenv("UDFS_GPU_DISCOVERY_SCRIPT", str(script))
+    return script
+
+
+@pytest.fixture
+def no_gpu(tmp_path, monkeypatch):
+    monkeypatch.setenv("UDFS_GPU_DISCOVERY_SCRIPT", str(_script(tmp_path, "exit 1")))
+
+
+def test_discover_parses_the_script(tmp_path, fake_gpu):
+    assert discover(fake_gpu) == ["0"]
+    assert discover(_script(tmp_path, "echo not-json")) == []
+    assert discover(_script(tmp_path, "exit 3")) == []
+    assert discover(tmp_path / "missing.sh") == []
+
+
+def test_on_with_a_fake_gpu_sets_task_gpu_resources(tmp_path, fake_gpu):
+    conf = session_conf("local-cluster[1,2,1024]", "on", state_dir=tmp_path)
+    assert conf["spark.executor.resource.gpu.amount"] == "1"
+    assert conf["spark.task.resource.gpu.amount"] == "0.5"  # two cores share the GPU
+    assert conf["spark.executor.resource.gpu.discoveryScript"] == str(fake_gpu)
+    assert conf["spark.worker.resource.gpu.amount"] == "1"  # local-cluster's worker offers it
+    assert "spark.plugins" not in conf  # no RAPIDS jar given
+
+
+def test_rapids_jar_adds_the_plugin_keys(tmp_path, fake_gpu):
+    jar = tmp_path / "rapids-4-spark_2.13.jar"
+    jar.write_bytes(b"PK")
+    conf = session_conf("local[2]", "auto", state_dir=tmp_path, rapids_jar=str(jar))
+    assert conf["spark.plugins"] == "com.nvidia.spark.SQLPlugin"
+    assert conf["spark.jars"] == str(jar)
+    for key, value in RAPIDS_CONF.items():
+        assert conf[key] == value
+    assert "spark.worker.resource.gpu.amount" not in conf  # only for local-cluster
+
+
+def test_missing_rapids_jar_is_a_clear_error(tmp_path, fake_gpu):
+    with pytest.raises(ConfigError, match="RAPIDS Accelerator jar not found: /nope.jar"):
+        gpu_conf("local[2]", fake_gpu, rapids_jar="/nope.jar")
+
+
+def test_off_and_auto_without_gpu_carry_no_gpu_keys(tmp_path, no_gpu, caplog):
+    off = session_conf("local[2]", "off", state_dir=tmp_path)
+    with caplog.at_level(logging.WARNING, logger="udfs.spark"):
+        auto = session_conf("local[2]", "auto", state_dir=tmp_path)
+    for conf in (off, auto):
+        assert not any(k.startswith(("spark.rapids", "spark.plugins")) for k in conf)
+        assert not any(k in conf for k in GPU_KEYS)
+    assert [r.message for r in caplog.records] == ["udfs: no GPU found, scoring on the CPU"]
+
+
+def test_on_without_gpu_is_a_clear_error(tmp_path, no_gpu):
+    with pytest.raises(ConfigError, match="gpu='on' but no GPU was found"):
+        session_conf("local[2]", "on", state_dir=tmp_path)
+    with pytest.raises(ConfigError, match="gpu must be one of auto, on, off, got 'yes'"):
+        session_conf("local[2]", "yes", state_dir=tmp_path)
+
+
+def test_executor_cores_from_master():
+    assert executor_cores("local-cluster[1,2,1024]") == 2
+    assert executor_cores("local[4]") == 1
+
+
+def test_device_from_cuda_visible_devices(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert device.task_gpu() is None
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3,5")
+    assert device.task_gpu() == "0"  # CUDA renumbers the visible devices from 0
+    assert device.torch_device("0") == "cuda:0" and device.torch_device(None) == "cpu"
+
+
+@pytest.mark.slow
+def test_local_cluster_task_sees_its_gpu_and_falls_back_to_cpu(tmp_path, fake_gpu, model_store, trained):
+    """Real Spark GPU scheduling, simulated: the task gets GPU 0 and scores exactly on the CPU."""
+    rows = customers(600, seed=5, null_fraction=0.05)[["id", *FEATURES]]
+    rows.to_parquet(tmp_path / "rows.parquet")
+    query = tmp_path / "score.sql"
+    args = ", ".join(FEATURES)
+    query.write_text(
+        f"INSERT OVERWRITE DIRECTORY '{tmp_path / 'out'}' USING parquet "
+        f"SELECT id, churn({args}) AS churn, segment({args}) AS segment "
+        f"FROM parquet.`{tmp_path / 'rows.parquet'}`"
+    )
+    loads = tmp_path / "loads.log"
+    env = {**os.environ, "UDFS_HOME": str(tmp_path / "home"), "UDFS_STORE": str(model_store)}
+    proc = subprocess.run(
+        [
+            str(BIN / "udfs"), "spark", "sql", str(query), "--gpu", "on",
+            "--master", "local-cluster[1,2,1024]",
+            "--conf", f"spark.executorEnv.UDFS_SPARK_LOAD_LOG={loads}",
+        ],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loaded = {tuple(line.split()[2:]) for line in loads.read_text().splitlines()}
+    assert loaded == {("gpu=0", "cpu-fallback")}
+    out = pd.read_parquet(tmp_path / "out").sort_values("id")
+    assert out["segment"].tolist() == expected(trained["segment"], rows)
+    assert out["churn"].astype(object).where(out["churn"].notna(), None).tolist() == expected(
+        trained["churn"], rows
+    )
