@@ -70,7 +70,7 @@ def test_rapids_jar_adds_the_plugin_keys(tmp_path, fake_gpu):
 
 
 def test_missing_rapids_jar_is_a_clear_error(tmp_path, fake_gpu):
-    with pytest.raises(ConfigError, match="RAPIDS Accelerator jar not found: /nope.jar"):
+    with pytest.raises(ConfigError, match=r"RAPIDS Accelerator jar not found: /nope\.jar"):
         gpu_conf("local[2]", fake_gpu, rapids_jar="/nope.jar")
 
 
