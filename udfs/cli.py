@@ -27,11 +27,13 @@ cli.add_command(spark)
 @cli.command()
 @click.option("--store", envvar="UDFS_STORE", default="models", show_default=True)
 @click.option("--rows", default=100_000, show_default=True, help="Rows in the demo customer table.")
-def demo(store: str, rows: int) -> None:
-    """Run the main job: train, save and score the demo models."""
+@click.option("--retrain", is_flag=True, help="Train and save new versions of the demo models.")
+def demo(store: str, rows: int, retrain: bool) -> None:
+    """Run the main job: train, deploy and score the demo models in Spark and PostgreSQL."""
     from udfs.demo.run import run_demo  # keeps `udfs --help` fast
 
-    run_demo(store, rows)
+    if not run_demo(store, rows, retrain).exact:
+        raise UdfsError("the engines disagree: see the agreement lines above")
 
 
 def main() -> None:

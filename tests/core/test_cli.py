@@ -69,10 +69,3 @@ def test_errors_are_one_clear_line_and_exit_1(model_store):
         f"error: no model named 'chrun' in store {model_store}. Did you mean 'churn'?"
     )
     assert "Traceback" not in proc.stderr
-
-
-def test_demo_saves_and_scores(tmp_path):
-    result = CliRunner().invoke(cli, ["demo", "--store", str(tmp_path), "--rows", "2000"])
-    assert result.exit_code == 0, result.output
-    assert "churn" in result.output and "2,000" in result.output
-    assert sorted(udfs.store.model_names(tmp_path)) == ["churn", "progression", "segment"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_diabetes
@@ -14,9 +15,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from udfs.demo.data import FEATURES, customers
-from udfs.store import ModelRef, StorePath, save_model
+from udfs.store import ModelRef, StorePath, model_names, resolve, save_model
 
 TRAIN_ROWS = 20_000
+DEMO_MODELS = ("churn", "segment", "progression")
 
 
 def _customer_features() -> ColumnTransformer:
@@ -27,6 +29,12 @@ def _customer_features() -> ColumnTransformer:
             ("active", "passthrough", ["active"]),
         ]
     )
+
+
+def patients() -> pd.DataFrame:
+    """scikit-learn's diabetes data set (it ships with the library) with an id column."""
+    data = load_diabetes(as_frame=True).data
+    return pd.concat([pd.Series(np.arange(1, len(data) + 1), name="id"), data], axis=1)
 
 
 def train_demo_models(seed: int = 42) -> dict[str, tuple[Any, pd.DataFrame]]:
@@ -60,3 +68,10 @@ def save_demo_models(store: StorePath = None, seed: int = 42) -> list[ModelRef]:
         save_model(model, name, sample=sample, store=store)
         for name, (model, sample) in train_demo_models(seed).items()
     ]
+
+
+def ensure_demo_models(store: StorePath = None, retrain: bool = False) -> list[ModelRef]:
+    """The latest saved demo models, training them first if any is missing (or ``retrain``)."""
+    if retrain or not set(DEMO_MODELS) <= set(model_names(store)):
+        save_demo_models(store)
+    return [resolve(name, store=store) for name in DEMO_MODELS]

@@ -1,0 +1,37 @@
+"""The demo's Spark half: a local session, tables in its catalog, scoring with Spark SQL."""
+
+from __future__ import annotations
+
+import click
+import pandas as pd
+from pyspark.sql import SparkSession
+
+from udfs.signature import Signature
+from udfs.spark import register_all, session
+from udfs.spark.script import run_script
+from udfs.store import StorePath
+
+
+def start(store: StorePath) -> SparkSession:
+    spark = session("udfs demo")
+    register_all(spark, store=store)
+    return spark
+
+
+def load(spark: SparkSession, frames: dict[str, pd.DataFrame]) -> None:
+    """Save each frame as a table in the session's persistent catalog."""
+    for name, frame in frames.items():
+        spark.createDataFrame(frame).write.mode("overwrite").saveAsTable(name)
+
+
+def score(spark: SparkSession, signature: Signature, table: str, target: str) -> pd.DataFrame:
+    """``CREATE TABLE target AS SELECT id, model(...) ...`` and return what it wrote."""
+    args = ", ".join(f"`{name}`" for name in signature.feature_names)
+    proba = f", {signature.name}_proba({args}) AS probability" if signature.has_proba else ""
+    script = (
+        f"DROP TABLE IF EXISTS {target};\n"
+        f"CREATE TABLE {target} USING parquet AS\n"
+        f"SELECT id, {signature.name}({args}) AS prediction{proba} FROM {table};"
+    )
+    run_script(spark, script, echo=lambda line: click.echo(f"    spark: {line.strip()}"))
+    return spark.table(target).toPandas()
