@@ -105,7 +105,9 @@ def test_device_from_cuda_visible_devices(monkeypatch):
 
 
 @pytest.mark.slow
-def test_local_cluster_task_sees_its_gpu_and_falls_back_to_cpu(tmp_path, fake_gpu, model_store, trained):
+def test_local_cluster_task_sees_its_gpu_and_falls_back_to_cpu(
+    tmp_path, fake_gpu, model_store, trained
+):
     """Real Spark GPU scheduling, simulated: the task gets GPU 0 and scores exactly on the CPU."""
     rows = customers(600, seed=5, null_fraction=0.05)[["id", *FEATURES]]
     rows.to_parquet(tmp_path / "rows.parquet")
