@@ -88,8 +88,10 @@ def main() -> None:
             "overwrite"
         ).save()
 
+    spark.udf.register("zeros", zeros_udf())
     timings = {
         "scan": median_seconds(lambda: run(" + ".join(NAMES)), runs=RUNS),
+        "floor": median_seconds(lambda: run(f"zeros({columns})"), runs=RUNS),
         "udfs_proba": median_seconds(lambda: run(f"bench_proba({columns})"), runs=RUNS),
         "udfs_predict": median_seconds(lambda: run(f"bench({columns})"), runs=RUNS),
     }
@@ -106,6 +108,21 @@ def main() -> None:
             runs=RUNS,
         )
     report(args.rows, raw, timings)
+
+
+def zeros_udf():
+    """Spark's own pandas-UDF cost: same 20 inputs through Arrow to Python and back, no model."""
+    from collections.abc import Iterator
+    from typing import Tuple  # noqa: UP035 - pandas_udf's type-hint inference
+
+    from pyspark.sql.functions import pandas_udf
+
+    @pandas_udf("double")
+    def zeros(batches: Iterator[Tuple[pd.Series, ...]]) -> Iterator[pd.Series]:  # noqa: UP006
+        for batch in batches:
+            yield pd.Series(np.zeros(len(batch[0])))
+
+    return zeros
 
 
 def mlflow_udf(spark, model, sample, work: Path):
@@ -129,6 +146,7 @@ def report(rows: int, raw: float, t: dict[str, float]) -> None:
         ["(a) + (b)", f"{base:.2f}", f"{rows / base:,.0f}", "1.00x"],
     ]
     labels = {
+        "floor": "(d) a pandas UDF returning zeros, same inputs (Spark's Python UDF cost)",
         "udfs_proba": "udfs `bench_proba(...)`",
         "udfs_predict": "udfs `bench(...)`",
         "mlflow_predict": "MLflow `spark_udf` (predict) (c)",
@@ -141,6 +159,11 @@ def report(rows: int, raw: float, t: dict[str, float]) -> None:
         f"local[2], noop sink, median of {RUNS} runs after a warm-up.\n"
         f"Machine: {machine()}; {versions('pyspark', 'scikit-learn', 'pandas', 'pyarrow', 'mlflow-skinny')}.\n\n"
         + table(["what", "seconds", "rows/s", "time vs (a)+(b)"], lines)
+    )
+    text += (
+        f"\n\nWhere the time goes: Spark's pandas-UDF exchange alone (d) takes {t['floor']:.2f}s; "
+        f"udfs adds {t['udfs_proba'] - t['floor']:.2f}s over it, raw predict_proba in 2 processes "
+        f"is {raw:.2f}s."
     )
     if "mlflow_predict" in t:
         text += f"\n\nudfs predict vs MLflow spark_udf: {t['mlflow_predict'] / t['udfs_predict']:.2f}x faster"

@@ -33,12 +33,14 @@ def make_udf(signature: Signature, artifact: Broadcast, method: str) -> UserDefi
     def score(batches: Iterator[Tuple[pd.Series, ...]]) -> Iterator[pd.Series]:  # noqa: UP006
         sig = Signature.from_json(signature_json)
         score_batch = getattr(scoring, method)
+        bundle = None  # one iterator is one task: its device and model don't change
         for batch in batches:
             columns = (batch,) if isinstance(batch, pd.Series) else batch
             if len(columns[0]) == 0:
                 yield pd.Series([], dtype=object)  # don't load the model for nothing
                 continue
-            bundle = cache.get(sig, lambda: artifact.value, gpu=task_gpu())
+            if bundle is None:
+                bundle = cache.get(sig, lambda: artifact.value, gpu=task_gpu())
             yield score_batch(bundle.model, sig, columns)
 
     score.__name__ = f"{signature.name}_{method}"
