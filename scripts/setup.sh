@@ -36,7 +36,17 @@ stamp="$VENV/.udfs-installed"
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  "$VENV/bin/python" -m pip install -q -e ".[spark,postgres,dev]"
+  extras="spark,postgres,dev"
+  # The GPU backend's conversion is tested on the CPU with a CPU build of torch. Install it only
+  # from a local wheel: from PyPI, plain torch is a multi-GB CUDA build.
+  torch_wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
+  if [ -n "$torch_wheel" ]; then
+    "$VENV/bin/python" -m pip install -q "$torch_wheel"
+    extras="$extras,gpu"
+  else
+    echo "udfs: no local CPU torch wheel; skipping the gpu extra (its tests will be skipped)"
+  fi
+  "$VENV/bin/python" -m pip install -q -e ".[$extras]"
   echo "$want" > "$stamp"
 fi
 

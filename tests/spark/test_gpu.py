@@ -64,6 +64,9 @@ def test_rapids_jar_adds_the_plugin_keys(tmp_path, fake_gpu):
     conf = session_conf("local[2]", "auto", state_dir=tmp_path, rapids_jar=str(jar))
     assert conf["spark.plugins"] == "com.nvidia.spark.SQLPlugin"
     assert conf["spark.jars"] == str(jar)
+    assert conf["spark.executorEnv.PYTHONPATH"] == str(jar)
+    assert conf["spark.rapids.python.concurrentPythonWorkers"] == "2"
+    assert conf["spark.rapids.python.memory.gpu.pooling.enabled"] == "false"  # no cudf
     for key, value in RAPIDS_CONF.items():
         assert conf[key] == value
     assert "spark.worker.resource.gpu.amount" not in conf  # only for local-cluster
@@ -136,3 +139,20 @@ def test_local_cluster_task_sees_its_gpu_and_falls_back_to_cpu(
     assert out["churn"].astype(object).where(out["churn"].notna(), None).tolist() == expected(
         trained["churn"], rows
     )
+
+
+def test_device_maps_task_address_through_cuda_visible_devices(monkeypatch):
+    class Gpu:
+        addresses = ("3",)
+
+    class Context:
+        def resources(self):
+            return {"gpu": Gpu()}
+
+    monkeypatch.setattr(device.TaskContext, "get", staticmethod(lambda: Context()))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert device.task_gpu() == "3"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")  # as the RAPIDS Python daemon sets it
+    assert device.task_gpu() == "0"
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
+    assert device.task_gpu() == "1"

@@ -8,21 +8,25 @@ from pyspark import TaskContext
 
 
 def task_gpu() -> str | None:
-    """The address of the GPU Spark assigned to this task, or None.
+    """The CUDA device index of the GPU Spark assigned to this task, or None.
 
-    With GPU scheduling on, ``TaskContext.resources()["gpu"]`` names the task's GPU(s); Spark
-    does not set ``CUDA_VISIBLE_DEVICES`` itself. Outside Spark's GPU scheduling, the first
-    entry of ``CUDA_VISIBLE_DEVICES`` (which renumbers the visible devices from 0) is used.
+    With GPU scheduling on, ``TaskContext.resources()["gpu"]`` names the task's GPU by its
+    physical address; Spark does not set ``CUDA_VISIBLE_DEVICES`` itself, but the RAPIDS Python
+    daemon does, and CUDA then numbers the visible devices from 0. So an address listed in
+    ``CUDA_VISIBLE_DEVICES`` becomes its position there.
     """
+    visible = [
+        d.strip() for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d.strip()
+    ]
+    if visible in (["-1"], ["NoDevFiles"]):
+        visible = []
     context = TaskContext.get()
     if context is not None:
         gpu = context.resources().get("gpu")
         if gpu is not None and gpu.addresses:
-            return str(gpu.addresses[0])
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "").strip()
-    if visible and visible not in ("-1", "NoDevFiles"):
-        return "0"
-    return None
+            address = str(gpu.addresses[0])
+            return str(visible.index(address)) if address in visible else address
+    return "0" if visible else None
 
 
 def torch_device(address: str | None) -> str:

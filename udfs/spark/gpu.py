@@ -20,25 +20,26 @@ DISCOVERY_SCRIPT = Path(__file__).with_name("getGpusResources.sh")
 DISCOVERY_ENV = "UDFS_GPU_DISCOVERY_SCRIPT"
 RAPIDS_JAR_ENV = "SPARK_RAPIDS_JAR"
 
-# RAPIDS Accelerator settings for SQL plus GPU pandas UDFs. The JVM side (cuDF, RMM pool) and
-# the Python workers share each GPU, so neither may take all of its memory.
+# RAPIDS Accelerator settings for SQL plus GPU pandas UDFs, checked against the spark-rapids
+# configs.md, advanced_configs.md and rapids-udfs.md. The JVM (cuDF, its RMM pool) and the
+# Python workers (torch) share each GPU, so the JVM pool must leave room.
 RAPIDS_CONF: dict[str, str] = {
     "spark.plugins": "com.nvidia.spark.SQLPlugin",
     "spark.rapids.sql.enabled": "true",
-    # Pinned host memory speeds host<->device copies; 2g is the docs' usual starting point.
+    # Pinned host memory speeds host<->device copies; 2g is NVIDIA's usual starting point.
     "spark.rapids.memory.pinnedPool.size": "2g",
-    # The JVM's RMM pool starts at half the GPU, leaving room for the Python workers.
+    # torch allocates outside RMM: cap the JVM pool at half the GPU.
     "spark.rapids.memory.gpu.allocFraction": "0.5",
-    "spark.rapids.memory.gpu.maxAllocFraction": "0.6",
-    "spark.rapids.memory.gpu.minAllocFraction": "0.25",
+    "spark.rapids.memory.gpu.maxAllocFraction": "0.5",
+    "spark.rapids.memory.gpu.minAllocFraction": "0",
     "spark.rapids.sql.concurrentGpuTasks": "2",
-    # pandas UDFs on the GPU: the rapids daemon pins Python workers to the task's GPU.
+    "spark.rapids.sql.explain": "NOT_ON_GPU",
+    # pandas UDFs run in GPU-aware Python workers (the plugin sets spark.python.daemon.module).
     "spark.rapids.sql.python.gpu.enabled": "true",
-    "spark.rapids.python.concurrentPythonWorkers": "2",
-    "spark.rapids.python.memory.gpu.allocFraction": "0.2",
-    "spark.rapids.python.memory.gpu.maxAllocFraction": "0.3",
+    # Python-side RMM pooling needs cudf, which udfs does not use; torch has its own allocator.
     "spark.rapids.python.memory.gpu.pooling.enabled": "false",
-    "spark.python.daemon.module": "rapids.daemon",
+    "spark.rapids.python.memory.gpu.allocFraction": "0.1",
+    "spark.rapids.python.memory.gpu.maxAllocFraction": "0.2",
 }
 
 
@@ -105,7 +106,17 @@ def gpu_conf(
         if not Path(jar).is_file():
             raise ConfigError(f"RAPIDS Accelerator jar not found: {jar}", value=jar)
         conf.update(RAPIDS_CONF)
-        conf["spark.jars"] = jar
+        conf.update(
+            {
+                "spark.jars": jar,
+                "spark.driver.extraClassPath": jar,
+                "spark.executor.extraClassPath": jar,
+                # The rapids Python daemon and worker modules ship inside the jar.
+                "spark.executorEnv.PYTHONPATH": jar,
+                # Too few workers deadlock: one per task slot, for up to two pandas-UDF stages.
+                "spark.rapids.python.concurrentPythonWorkers": str(2 * max(executor_cores, 1)),
+            }
+        )
     return conf
 
 
