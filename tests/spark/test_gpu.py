@@ -156,3 +156,19 @@ def test_device_maps_task_address_through_cuda_visible_devices(monkeypatch):
     assert device.task_gpu() == "0"
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1,3")
     assert device.task_gpu() == "1"
+
+
+def _properties(name: str) -> dict[str, str]:
+    path = Path(__file__).resolve().parents[2] / "spark_jobs" / "conf" / name
+    pairs = (line.split(None, 1) for line in path.read_text().splitlines())
+    return {p[0]: p[1].strip() for p in pairs if len(p) == 2 and not p[0].startswith("#")}
+
+
+def test_rapids_properties_file_agrees_with_the_session_conf():
+    props = _properties("rapids.properties")
+    for key, value in RAPIDS_CONF.items():
+        assert props[key] == value, key
+    cores = int(props["spark.executor.cores"])
+    assert float(props["spark.task.resource.gpu.amount"]) == 1 / cores
+    assert int(props["spark.rapids.python.concurrentPythonWorkers"]) >= cores
+    assert "spark.plugins" not in _properties("cpu.properties")
