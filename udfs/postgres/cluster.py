@@ -117,7 +117,19 @@ class LocalCluster:
             initdb = [str(bindir / "initdb"), "-D", str(base / "data"), "--auth=trust"]
             initdb += ["-U", "postgres", "--encoding=UTF8", "--locale=C.UTF-8"]
             _run(_server_cmd(initdb), "initdb")
-        port = _pick_port(self._state().get("port"))
+        saved = self._state().get("port")
+        for attempt in range(3):
+            port = _pick_port(saved if attempt == 0 else None)
+            try:
+                self._start(bindir, base, port)
+                return _dsn(port)
+            except ConfigError as exc:
+                # Another program can take the port between the probe and the server's bind.
+                if attempt == 2 or "already in use" not in str(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    def _start(self, bindir: Path, base: Path, port: int) -> None:
         self._save_state(base=str(base), port=port)
         settings = {
             **self.SETTINGS,
@@ -129,7 +141,6 @@ class LocalCluster:
         start = [str(bindir / "pg_ctl"), "start", "-w", "-D", str(self.data_dir)]
         start += ["-l", str(self.log_file), "-o", options]  # pg_ctl hands -o to /bin/sh
         _run(_server_cmd(start), "pg_ctl start", log=self.log_file)
-        return _dsn(port)
 
     def down(self) -> None:
         """Stop the cluster (fast shutdown: open sessions are rolled back). No-op if stopped."""
