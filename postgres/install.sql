@@ -147,6 +147,22 @@ if rt is None:
 return rt.rollback(plpy, model)
 $py$;
 
+-- Vectorized scoring of a table's chunks, as one array literal per output and chunk; the
+-- generated ml.<name>_batch functions unnest them. STABLE: its reads use the snapshot of the
+-- calling statement. The model is loaded only if its artifact matches sha256.
+CREATE OR REPLACE FUNCTION ml._score_arrays(
+    model text, model_version integer, sha256 text, source regclass, key_column text,
+    block_from bigint, block_to bigint
+) RETURNS TABLE (base bigint, keys text, predictions text, probabilities text)
+LANGUAGE plpython3u STABLE SET jit = off
+AS $py$
+rt = GD.get("udfs.runtime")
+if rt is None:
+    plpy.execute("SELECT ml._bootstrap()")
+    rt = GD["udfs.runtime"]
+return rt.score_arrays(plpy, GD, model, model_version, sha256, source, key_column, block_from, block_to)
+$py$;
+
 CREATE OR REPLACE FUNCTION ml._score_plan(
     model text, source regclass, target text, keep_columns text[], chunk_rows integer
 ) RETURNS TABLE (source_table regclass, block_from bigint, block_to bigint)
@@ -163,7 +179,7 @@ CREATE OR REPLACE FUNCTION ml._score_chunk(
     model text, source regclass, target text, keep_columns text[],
     block_from bigint, block_to bigint
 ) RETURNS bigint
-LANGUAGE plpython3u VOLATILE
+LANGUAGE plpython3u VOLATILE SET jit = off
 AS $py$
 rt = GD.get("udfs.runtime")
 if rt is None:
@@ -218,6 +234,7 @@ REVOKE ALL ON PROCEDURE ml.score_table(text, regclass, text, text[], integer) FR
 GRANT EXECUTE ON FUNCTION
     ml._artifact(text, integer), ml._live(text), ml._sys_path(), ml._record_error(text, jsonb, text, integer, text),
     ml._bootstrap(), ml.runtime_info(),
+    ml._score_arrays(text, integer, text, regclass, text, bigint, bigint),
     ml._score_plan(text, regclass, text, text[], integer),
     ml._score_chunk(text, regclass, text, text[], bigint, bigint),
     ml.attach_scoring_trigger(regclass, text, text, text, text),

@@ -57,6 +57,26 @@ def proba_type(signature: Signature) -> str | None:
     return "double precision" if signature.task == "binary" else "double precision[]"
 
 
+def batch_sql(signature: Signature, arrays: str) -> str:
+    """The rows of ``ml.<name>_batch`` from ``arrays``, rows of ``ml._score_arrays``."""
+    label = PG_TYPES[signature.label_type]
+    proba = proba_type(signature)
+    names = ["key", "prediction"] + (["probability"] if proba else [])
+    selects = ["coalesce(u.key, (c.base + u.ml_n)::text)", "u.prediction"]
+    arrays_sql = ["c.keys::text[]", f"c.predictions::{label}[]"]
+    if proba == "double precision[]":  # one array literal per row
+        selects.append("u.probability::double precision[]")
+        arrays_sql.append("c.probabilities::text[]")
+    elif proba:
+        selects.append("u.probability")
+        arrays_sql.append(f"c.probabilities::{proba}[]")
+    return (
+        f"SELECT {', '.join(f'{e} AS {n}' for e, n in zip(selects, names, strict=True))} "
+        f"FROM {arrays} c CROSS JOIN LATERAL unnest({', '.join(arrays_sql)}) "
+        f"WITH ORDINALITY AS u({', '.join(names)}, ml_n)"
+    )
+
+
 def check_deployable(signature: Signature, other_models: list[str]) -> None:
     """Refuse names and features that cannot become SQL functions, before creating any."""
     name = validate_name(signature.name)
@@ -87,6 +107,15 @@ def check_deployable(signature: Signature, other_models: list[str]) -> None:
             )
 
 
+def _batch_body(signature: Signature, version: int, sha256: str) -> str:
+    """SQL: the arrays of ``ml._score_arrays`` unnested, with this version's identity."""
+    arrays = (
+        f"ml._score_arrays({signature.name!r}, {int(version)}, {sha256!r}, "
+        "source, key_column, block_from, block_to)"
+    )
+    return batch_sql(signature, arrays)
+
+
 def _body(call: str, signature: Signature, version: int, sha256: str, extra: str) -> str:
     head = "plpy, GD, TD" if call.endswith("trigger") else "plpy, GD"
     constants = f"{signature.name!r}, {int(version)}, {sha256!r}"
@@ -113,19 +142,23 @@ def statements(plpy: Any, signature: Signature, version: int, sha256: str) -> li
         made.append(("_proba", features, proba, "STABLE", "scalar", ', "predict_proba", args'))
     made += [
         # STABLE: its reads share the calling statement's snapshot (see tables.py).
-        ("_batch", batch_args, f"TABLE ({outputs})", "STABLE", "batch", ", *args"),
+        ("_batch", batch_args, f"TABLE ({outputs})", "STABLE", None, ""),
         ("_trgr", [], "trigger", "VOLATILE", "row_trigger", ""),
-        ("_trgs", [], "trigger", "VOLATILE", "statement_trigger", ""),
+        # Its queries cost enough to be JIT-compiled, which takes longer than running them.
+        ("_trgs", [], "trigger", "VOLATILE SET jit = off", "statement_trigger", ""),
     ]
     out = []
     for suffix, arguments, returns, volatility, call, extra in made:
         function = f"ml.{q(name + suffix)}"
         definition = ", ".join(f"{n} {t}{d}" for n, t, d in arguments)
-        body = _body(call, signature, version, sha256, extra)
+        if call is None:
+            language, body = "sql", _batch_body(signature, version, sha256)
+        else:
+            language, body = "plpython3u", _body(call, signature, version, sha256, extra)
         # Not PARALLEL SAFE: the first call loads the model through SPI.
         out.append(
             f"CREATE OR REPLACE FUNCTION {function}({definition}) RETURNS {returns} "
-            f"LANGUAGE plpython3u {volatility} PARALLEL UNSAFE AS {lit(body)}"
+            f"LANGUAGE {language} {volatility} PARALLEL UNSAFE AS {lit(body)}"
         )
         procedure = f"{function}({', '.join(t for _, t, _ in arguments)})"
         out.append(f"REVOKE ALL ON FUNCTION {procedure} FROM PUBLIC")

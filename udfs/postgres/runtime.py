@@ -134,11 +134,18 @@ def rollback(plpy: Any, name: str) -> int:
     return functions.rollback(plpy, name)
 
 
-def batch(plpy: Any, GD: dict, name: str, version: int, sha256: str, *args: Any) -> list:
-    """``ml.<name>_batch(source, key_column, block_from, block_to)``: vectorized rows."""
+def score_arrays(plpy: Any, GD: dict, name: str, version: int, sha256: str, *args: Any) -> list:
+    """``ml._score_arrays``: what ``ml.<name>_batch`` unnests, one row per chunk."""
     from udfs.postgres import tables
 
-    return tables.batch(plpy, load(plpy, GD, name, version, sha256), *args)
+    return tables.score_arrays(plpy, load(plpy, GD, name, version, sha256), *args)
+
+
+def batch(plpy: Any, GD: dict, name: str, version: int, sha256: str, *args: Any) -> list:
+    """``ml.<name>_batch`` as deployed by earlier versions (a PL/Python function)."""
+    from udfs.postgres import tables
+
+    return tables.batch_rows(plpy, load(plpy, GD, name, version, sha256), *args)
 
 
 def score_plan(plpy: Any, *args: Any) -> list:

@@ -15,11 +15,14 @@ import json
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from udfs import scoring
 from udfs.errors import InputError, ScoringError, UdfsError
+from udfs.postgres.arrays import array_text
 from udfs.postgres.functions import PG_TYPES
-from udfs.postgres.tables import Relation, _live_signature, read_chunk, to_python
+from udfs.postgres.reader import Chunk, Relation, read_chunk
+from udfs.postgres.tables import _live_signature
 
 MODES = ("row", "statement")
 ON_ERROR = ("raise", "null")
@@ -123,16 +126,13 @@ def _row_values(columns: list[Any], i: int) -> list[Any]:
     return values
 
 
-def _one_by_one(plpy: Any, loaded: Any, columns: list, size: int, key_sql: str, table: str) -> list:
+def _one_by_one(plpy: Any, loaded: Any, chunk: Chunk, keys_sql: str, table: str) -> list:
     """Score row by row: failed rows get None and a row in ml.scoring_errors."""
-    keys = [
-        json.loads(r["k"])
-        for r in plpy.execute(f"SELECT {key_sql}::text AS k FROM {TRANSITION_TABLE}")
-    ]
+    keys = [json.loads(r["k"]) for r in plpy.execute(keys_sql)]
     out = []
-    for i in range(size):
+    for i in range(chunk.size):
         try:
-            out.append(loaded.rows.predict(_row_values(columns, i)))
+            out.append(loaded.rows.predict(_row_values(chunk.columns, i)))
         except ROW_ERRORS as exc:
             _record(plpy, table, keys[i], loaded, exc)
             out.append(None)
@@ -140,32 +140,42 @@ def _one_by_one(plpy: Any, loaded: Any, columns: list, size: int, key_sql: str, 
 
 
 def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
-    """AFTER INSERT statement trigger: score the transition table, update by primary key."""
+    """AFTER INSERT statement trigger: score the transition table, update by primary key.
+
+    ONE query reads the features and the primary keys of every inserted row (as array texts),
+    ONE prediction scores them and ONE UPDATE joins the table with ``unnest`` of the keys and
+    scores, so every row's score lands on its own key whatever order the queries scan in.
+    """
     target, on_error, *key_columns = TD["args"]
-    q = plpy.quote_ident
+    q, lit = plpy.quote_ident, plpy.quote_literal
     relation = Relation(plpy, f"{q(TD['table_schema'])}.{q(TD['table_name'])}")
     table = relation.name
-    columns, _, size = read_chunk(plpy, loaded.signature, relation, source_sql=TRANSITION_TABLE)
-    if size == 0:
+    sig = loaded.signature
+    keys = [q(k) for k in key_columns]
+    chunk = read_chunk(plpy, sig, relation, keys=keys, source_sql=TRANSITION_TABLE)
+    if chunk.size == 0:
         return
+    names = [f"ml_k{i}" for i in range(len(keys))]
+    key_arrays = [
+        f"{lit(text)}::{relation.types[k]}[]"
+        for text, k in zip(chunk.keys, key_columns, strict=True)
+    ]
     try:
-        predictions = to_python(scoring.predict(loaded.model, loaded.signature, columns))
+        result = scoring.predict(loaded.model, sig, chunk.columns)
     except ROW_ERRORS as exc:
         if on_error == "raise":
             raise _in_context(exc, table) from exc
-        pairs = ", ".join(f"{plpy.quote_literal(k)}, {q(k)}" for k in key_columns)
-        predictions = _one_by_one(
-            plpy, loaded, columns, size, f"jsonb_build_object({pairs})", table
+        pairs = ", ".join(f"{lit(k)}, u.{n}" for k, n in zip(key_columns, names, strict=True))
+        keys_sql = (
+            f"SELECT jsonb_build_object({pairs})::text AS k FROM unnest({', '.join(key_arrays)}) "
+            f"WITH ORDINALITY AS u({', '.join(names)}, ml_n) ORDER BY ml_n"
         )
-    keys = ", ".join(q(k) for k in key_columns)
-    match = " AND ".join(f"t.{q(k)} = s.{q(k)}" for k in key_columns)
-    label = PG_TYPES[loaded.signature.label_type]
-    # The transition table is scanned in the same order by every query in this trigger.
-    update = plpy.prepare(
-        f"UPDATE {relation.sql} AS t SET {q(target)} = p.v FROM "
-        f"(SELECT {keys}, row_number() OVER () AS ml_rn FROM {TRANSITION_TABLE}) s "
-        f"JOIN unnest($1::{label}[]) WITH ORDINALITY AS p(v, ml_rn) ON p.ml_rn = s.ml_rn "
-        f"WHERE {match}",
-        [f"{label}[]"],
+        values = _one_by_one(plpy, loaded, chunk, keys_sql, table)
+        result = pd.Series(values, dtype=scoring.RESULT_DTYPES[sig.label_type])
+    label = PG_TYPES[sig.label_type]
+    match = " AND ".join(f"t.{k} = u.{n}" for k, n in zip(keys, names, strict=True))
+    plpy.execute(
+        f"UPDATE {relation.sql} AS t SET {q(target)} = u.ml_v FROM "
+        f"unnest({', '.join(key_arrays)}, {lit(array_text(result, label))}::{label}[]) "
+        f"AS u({', '.join(names)}, ml_v) WHERE {match}"
     )
-    update.execute([predictions])

@@ -1,0 +1,196 @@
+"""The binary chunk reader: the feature columns of many rows in ONE query, decoded with numpy.
+
+Turning rows into Python objects, not the model, is what scoring a table in PL/Python costs.
+So a chunk is read with one query that aggregates each feature column into one value: numeric
+and boolean columns as binary-packed ``bytea`` (``float8send``/``int8send``, decoded with
+``numpy.frombuffer``), other columns as one array each. Key columns travel as the text of one
+array (``array_agg(k)::text``): one Python string, handed back to SQL untouched.
+
+Chunks are ranges of heap blocks read in ``ctid`` order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from udfs.errors import InputError, suggest
+from udfs.signature import Signature
+
+# Column types that are read binary-packed, per feature type: exact conversions only.
+_FLOAT_SOURCES = {"double precision", "real", "integer", "smallint", "bigint"}
+_INT_SOURCES = {"bigint", "integer", "smallint"}
+_HEX = "decode('{}', 'hex')"
+_NAN = _HEX.format("7ff8000000000000")  # a NULL double travels as NaN: the core's NULL
+
+
+class Relation:
+    """A table or view resolved from a regclass, with its columns and their types."""
+
+    def __init__(self, plpy: Any, regclass: str) -> None:
+        rows = plpy.execute(
+            "SELECT c.oid::bigint AS oid, n.nspname, c.relname, c.relkind FROM pg_class c "
+            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {plpy.quote_literal(regclass)}::regclass"
+        )
+        row = rows[0]
+        self.oid, self.kind = row["oid"], row["relkind"]
+        self.name = f"{row['nspname']}.{row['relname']}"
+        self.sql = f"{plpy.quote_ident(row['nspname'])}.{plpy.quote_ident(row['relname'])}"
+        columns = plpy.execute(
+            "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
+            f"WHERE attrelid = {int(self.oid)} AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+        )
+        self.types = {c["attname"]: c["type"] for c in columns}
+        keys = plpy.execute(
+            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+            f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = {int(self.oid)} AND i.indisprimary "
+            "ORDER BY array_position(i.indkey, a.attnum)"
+        )
+        self.primary_key = [k["attname"] for k in keys]
+
+    @property
+    def has_ctid_ranges(self) -> bool:
+        """Plain tables and materialized views can be read in ranges of blocks."""
+        return self.kind in ("r", "m")
+
+    def require(self, columns: Sequence[str], what: str) -> None:
+        for column in columns:
+            if column not in self.types:
+                raise InputError(
+                    f"{what} '{column}' is not a column of {self.name} "
+                    f"(columns: {', '.join(self.types)}).{suggest(column, self.types)}",
+                    column=column,
+                )
+
+
+@dataclass
+class Chunk:
+    """The rows of one chunk: feature columns in signature order, and key arrays as text."""
+
+    columns: list[Any]
+    keys: list[str]
+    size: int
+
+
+def _encoding(feature_type: str, column_type: str) -> str:
+    if feature_type == "double" and column_type in _FLOAT_SOURCES:
+        return "f8"
+    if feature_type == "bigint" and column_type in _INT_SOURCES:
+        return "i8"
+    if feature_type == "boolean" and column_type == "boolean":
+        return "b"
+    return "any"  # the core coerces the Python values, as it does for one row
+
+
+def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[list[str], list[str]]:
+    """SELECT-list aggregates that read each feature column of a chunk in one value."""
+    relation.require(signature.feature_names, f"model '{signature.name}' needs feature")
+    encodings, sql = [], []
+    for f in signature.features:
+        c = f"s.{plpy.quote_ident(f.name)}"
+        enc = _encoding(f.type, relation.types[f.name])
+        encodings.append(enc)
+        if enc == "f8":
+            sql.append(f"string_agg(coalesce(float8send({c}::float8), {_NAN}), ''::bytea)")
+        elif enc == "i8":
+            sql.append(f"string_agg(int8send(coalesce({c}::int8, 0)), ''::bytea)")
+            sql.append(
+                f"string_agg(CASE WHEN {c} IS NULL THEN {_HEX.format('01')} "
+                f"ELSE {_HEX.format('00')} END, ''::bytea)"
+            )
+        elif enc == "b":
+            sql.append(
+                f"string_agg(CASE WHEN {c} THEN {_HEX.format('01')} WHEN NOT {c} THEN "
+                f"{_HEX.format('00')} ELSE {_HEX.format('02')} END, ''::bytea)"
+            )
+        else:
+            sql.append(f"array_agg({c})")
+    return encodings, [f"{expr} AS a{i}" for i, expr in enumerate(sql)]
+
+
+def decode(encodings: list[str], row: dict) -> list[Any]:
+    """Feature columns from one aggregate row, in signature order."""
+    import pandas as pd
+
+    values = [row[f"a{i}"] for i in range(len(encodings) + encodings.count("i8"))]
+    columns, i = [], 0
+    for enc in encodings:
+        if enc == "f8":
+            columns.append(np.frombuffer(values[i], dtype=">f8").astype(np.float64))
+        elif enc == "i8":
+            ints = np.frombuffer(values[i], dtype=">i8").astype(np.int64)
+            null = np.frombuffer(values[i + 1], dtype=np.uint8).astype(bool)
+            if null.any():
+                ints = ints.astype(np.float64)
+                ints[null] = np.nan
+            columns.append(ints)
+            i += 1
+        elif enc == "b":
+            codes = np.frombuffer(values[i], dtype=np.uint8)
+            flags: Any = codes == 1
+            if (codes == 2).any():
+                flags = flags.astype(object)
+                flags[codes == 2] = None
+            columns.append(flags)
+        else:
+            columns.append(pd.Series(values[i], dtype=object))
+        i += 1
+    return columns
+
+
+def read_chunk(
+    plpy: Any,
+    signature: Signature,
+    relation: Relation,
+    where: str = "",
+    keys: Sequence[str] = (),
+    source_sql: str | None = None,
+) -> Chunk:
+    """The feature columns of the rows of a chunk, and ``keys`` as array texts, in ONE query.
+
+    Key expressions are SQL over the columns of the source (already quoted). Rows come in
+    ``ctid`` order from a table, in scan order from anything else; ``source_sql`` reads another
+    relation with ``relation``'s columns (a transition table, scanned in insertion order).
+    """
+    encodings, selects = aggregates(plpy, signature, relation)
+    columns = [plpy.quote_ident(n) for n in signature.feature_names]
+    columns += [f"{k} AS ml_k{i}" for i, k in enumerate(keys)]
+    order = " ORDER BY ctid" if source_sql is None and relation.has_ctid_ranges else ""
+    selects += [f"array_agg(s.ml_k{i})::text AS ml_k{i}" for i in range(len(keys))]
+    query = (
+        f"SELECT count(*) AS ml_n, {', '.join(selects)} FROM "
+        f"(SELECT {', '.join(columns)} FROM {source_sql or relation.sql}{where}{order}) s"
+    )
+    row = plpy.execute(query)[0]
+    size = row["ml_n"]
+    if size == 0:
+        return Chunk([], ["{}"] * len(keys), 0)
+    return Chunk(decode(encodings, row), [row[f"ml_k{i}"] for i in range(len(keys))], size)
+
+
+def block_ranges(
+    plpy: Any, relation: Relation, chunk_rows: int
+) -> list[tuple[int | None, int | None]]:
+    """Ranges of heap blocks holding about ``chunk_rows`` rows each."""
+    if not relation.has_ctid_ranges:
+        return [(None, None)]
+    stats = plpy.execute(
+        f"SELECT pg_relation_size({int(relation.oid)}) / current_setting('block_size')::bigint "
+        f"AS blocks, reltuples FROM pg_class WHERE oid = {int(relation.oid)}"
+    )[0]
+    blocks = int(stats["blocks"])
+    rows = stats["reltuples"]
+    if rows is None or rows < 0:  # never analyzed
+        rows = plpy.execute(f"SELECT count(*) AS n FROM {relation.sql}")[0]["n"]
+    per_chunk = max(1, int(blocks * max(chunk_rows, 1) // max(rows, 1)))
+    return [(lo, min(lo + per_chunk, blocks)) for lo in range(0, max(blocks, 1), per_chunk)]
+
+
+def block_where(block_from: int | None, block_to: int | None) -> str:
+    """The WHERE clause that reads the blocks [block_from, block_to), or all rows."""
+    if block_from is None:
+        return ""
+    return f" WHERE ctid >= '({int(block_from)},0)'::tid AND ctid < '({int(block_to)},0)'::tid"
