@@ -19,6 +19,7 @@ from udfs.signature import Feature
 _INT64_LIMIT = float(2**63)
 _TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0", "on")
 _FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0", "off")
+_NAN_WORDS = ("nan", "+nan", "-nan")
 _BOOL_WORDS = {**dict.fromkeys(_TRUE_WORDS, True), **dict.fromkeys(_FALSE_WORDS, False)}
 
 Column = pd.Series | np.ndarray | Sequence[Any]
@@ -59,7 +60,12 @@ def _numeric(model: str, feature: Feature, s: pd.Series) -> np.ndarray:
     if null.all():
         return np.full(len(s), np.nan)
     converted = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    _check(model, feature, s, np.isnan(converted) & ~null, "not a number")
+    suspect = np.isnan(converted) & ~null
+    if suspect.any():
+        # 'NaN' is a number to SQL ('NaN'::float8, CAST('NaN' AS DOUBLE)): it is missing, not bad.
+        words = s[suspect].astype(str).str.strip().str.lower()
+        suspect[np.flatnonzero(suspect)[words.isin(_NAN_WORDS).to_numpy()]] = False
+    _check(model, feature, s, suspect, "not a number")
     return converted
 
 

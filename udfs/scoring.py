@@ -22,6 +22,7 @@ from udfs.coercion import Column, coerce
 from udfs.errors import InputError, ScoringError, UdfsError
 from udfs.signature import Signature
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 # pandas dtypes that carry NULL for each portable result type.
 RESULT_DTYPES: dict[str, Any] = {
     "double": "Float64",
@@ -101,12 +102,18 @@ def _diagnose(
                     "see in training, and its encoder rejects unknown values",
                     {"column": feature.name, "value": repr(value)},
                 )
-        if "infinity" in text and feature.type == "double":
-            inf = np.isinf(column.to_numpy(dtype=np.float64))
-            if inf.any():
-                value = float(column[inf].iloc[0])
+        if feature.type == "double" and any(
+            w in text for w in ("infinity", "too large", "overflow")
+        ):
+            numbers = column.to_numpy(dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                # Infinite, or beyond float32: tree models cast their input to float32.
+                huge = np.isinf(numbers) | (np.abs(numbers) > _FLOAT32_MAX)
+            if huge.any():
+                value = float(numbers[huge][0])
                 return (
-                    f"column '{feature.name}' has the value {value!r}, which the model rejects",
+                    f"column '{feature.name}' has the value {value!r}, which the model rejects "
+                    "(infinite, or too large for its float32 input)",
                     {"column": feature.name, "value": repr(value)},
                 )
     return "", {}
