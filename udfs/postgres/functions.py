@@ -57,12 +57,17 @@ def proba_type(signature: Signature) -> str | None:
     return "double precision" if signature.task == "binary" else "double precision[]"
 
 
-def batch_sql(signature: Signature, arrays: str) -> str:
-    """The rows of ``ml.<name>_batch`` from ``arrays``, rows of ``ml._score_arrays``."""
+def batch_sql(signature: Signature, arrays: str, key: bool = True) -> str:
+    """The rows of ``ml.<name>_batch`` from ``arrays``, rows of ``ml._score_arrays``.
+
+    Without ``key``, the first column is ``ml_rn``, the row's position (bigint) instead.
+    """
     label = PG_TYPES[signature.label_type]
     proba = proba_type(signature)
     names = ["key", "prediction"] + (["probability"] if proba else [])
-    selects = ["coalesce(u.key, (c.base + u.ml_n)::text)", "u.prediction"]
+    position = "c.base + u.ml_n"
+    first = f"coalesce(u.key, ({position})::text) AS key" if key else f"{position} AS ml_rn"
+    selects = [first, "u.prediction"]
     arrays_sql = ["c.keys::text[]", f"c.predictions::{label}[]"]
     if proba == "double precision[]":  # one array literal per row
         selects.append("u.probability::double precision[]")
@@ -71,7 +76,7 @@ def batch_sql(signature: Signature, arrays: str) -> str:
         selects.append("u.probability")
         arrays_sql.append(f"c.probabilities::{proba}[]")
     return (
-        f"SELECT {', '.join(f'{e} AS {n}' for e, n in zip(selects, names, strict=True))} "
+        f"SELECT {', '.join([selects[0]] + [f'{e} AS {n}' for e, n in zip(selects[1:], names[1:], strict=True)])} "
         f"FROM {arrays} c CROSS JOIN LATERAL unnest({', '.join(arrays_sql)}) "
         f"WITH ORDINALITY AS u({', '.join(names)}, ml_n)"
     )

@@ -86,15 +86,20 @@ def _encoding(feature_type: str, column_type: str) -> str:
 
 
 def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[list[str], list[str]]:
-    """SELECT-list aggregates that read each feature column of a chunk in one value."""
+    """SELECT-list aggregates that read the feature columns of a chunk in a few values.
+
+    All double features go into ONE ``bytea`` (each row's doubles side by side: one aggregate
+    step per row, not per value); bigint and boolean features into one ``bytea`` each, with
+    their NULLs; anything else into an array.
+    """
     relation.require(signature.feature_names, f"model '{signature.name}' needs feature")
-    encodings, sql = [], []
+    encodings, sql, doubles = [], [], []
     for f in signature.features:
         c = f"s.{plpy.quote_ident(f.name)}"
         enc = _encoding(f.type, relation.types[f.name])
         encodings.append(enc)
         if enc == "f8":
-            sql.append(f"string_agg(coalesce(float8send({c}::float8), {_NAN}), ''::bytea)")
+            doubles.append(f"coalesce(float8send({c}::float8), {_NAN})")
         elif enc == "i8":
             sql.append(f"string_agg(int8send(coalesce({c}::int8, 0)), ''::bytea)")
             sql.append(
@@ -108,21 +113,35 @@ def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[lis
             )
         else:
             sql.append(f"array_agg({c})")
+    if doubles:
+        sql.append(f"string_agg({' || '.join(doubles)}, ''::bytea)")
     return encodings, [f"{expr} AS a{i}" for i, expr in enumerate(sql)]
 
 
-def decode(encodings: list[str], row: dict) -> list[Any]:
-    """Feature columns from one aggregate row, in signature order."""
+def decode(encodings: list[str], row: dict, size: int, order: Any = None) -> list[Any]:
+    """Feature columns from one aggregate row, in signature order.
+
+    ``order``: the permutation that puts the rows in the wanted order (None: as read).
+    """
     import pandas as pd
 
-    values = [row[f"a{i}"] for i in range(len(encodings) + encodings.count("i8"))]
+    count = len(encodings) - encodings.count("f8") + encodings.count("i8") + ("f8" in encodings)
+    values = [row[f"a{i}"] for i in range(count)]
+    doubles = iter(())
+    if "f8" in encodings:
+        block = np.frombuffer(values[-1], dtype=">f8").reshape(size, encodings.count("f8"))
+        block = block if order is None else block[order]
+        doubles = iter(block.T.astype(np.float64))  # native byte order, one row per feature
     columns, i = [], 0
     for enc in encodings:
         if enc == "f8":
-            columns.append(np.frombuffer(values[i], dtype=">f8").astype(np.float64))
-        elif enc == "i8":
+            columns.append(next(doubles))
+            continue
+        if enc == "i8":
             ints = np.frombuffer(values[i], dtype=">i8").astype(np.int64)
             null = np.frombuffer(values[i + 1], dtype=np.uint8).astype(bool)
+            if order is not None:
+                ints, null = ints[order], null[order]
             if null.any():
                 ints = ints.astype(np.float64)
                 ints[null] = np.nan
@@ -130,15 +149,25 @@ def decode(encodings: list[str], row: dict) -> list[Any]:
             i += 1
         elif enc == "b":
             codes = np.frombuffer(values[i], dtype=np.uint8)
+            codes = codes if order is None else codes[order]
             flags: Any = codes == 1
             if (codes == 2).any():
                 flags = flags.astype(object)
                 flags[codes == 2] = None
             columns.append(flags)
         else:
-            columns.append(pd.Series(values[i], dtype=object))
+            items = values[i] if order is None else [values[i][j] for j in order.tolist()]
+            columns.append(pd.Series(items, dtype=object))
         i += 1
     return columns
+
+
+def _ctid_order(tids: bytes) -> Any:
+    """The permutation that sorts rows by ctid, from their ``tidsend`` (block u32, offset u16)."""
+    raw = np.frombuffer(tids, dtype=[("block", ">u4"), ("offset", ">u2")])
+    position = raw["block"].astype(np.int64) << 16 | raw["offset"].astype(np.int64)
+    order = np.argsort(position, kind="stable")  # linear on the already sorted usual case
+    return None if (order == np.arange(len(order))).all() else order
 
 
 def read_chunk(
@@ -154,21 +183,29 @@ def read_chunk(
     Key expressions are SQL over the columns of the source (already quoted). Rows come in
     ``ctid`` order from a table, in scan order from anything else; ``source_sql`` reads another
     relation with ``relation``'s columns (a transition table, scanned in insertion order).
+    A table is read unsorted and put in ctid order in numpy: sorting wide rows in SQL costs
+    more than reading them.
     """
     encodings, selects = aggregates(plpy, signature, relation)
     columns = [plpy.quote_ident(n) for n in signature.feature_names]
     columns += [f"{k} AS ml_k{i}" for i, k in enumerate(keys)]
-    order = " ORDER BY ctid" if source_sql is None and relation.has_ctid_ranges else ""
-    selects += [f"array_agg(s.ml_k{i})::text AS ml_k{i}" for i in range(len(keys))]
+    by_ctid = source_sql is None and relation.has_ctid_ranges
+    order = " ORDER BY s.ctid" if by_ctid else ""
+    selects += [f"array_agg(s.ml_k{i}{order})::text AS ml_k{i}" for i in range(len(keys))]
+    if by_ctid:
+        columns.append("ctid")
+        selects.append("string_agg(tidsend(s.ctid), ''::bytea) AS ml_tids")
     query = (
         f"SELECT count(*) AS ml_n, {', '.join(selects)} FROM "
-        f"(SELECT {', '.join(columns)} FROM {source_sql or relation.sql}{where}{order}) s"
+        f"(SELECT {', '.join(columns)} FROM {source_sql or relation.sql}{where}) s"
     )
     row = plpy.execute(query)[0]
     size = row["ml_n"]
     if size == 0:
         return Chunk([], ["{}"] * len(keys), 0)
-    return Chunk(decode(encodings, row), [row[f"ml_k{i}"] for i in range(len(keys))], size)
+    permutation = _ctid_order(row["ml_tids"]) if by_ctid else None
+    features = decode(encodings, row, size, permutation)
+    return Chunk(features, [row[f"ml_k{i}"] for i in range(len(keys))], size)
 
 
 def block_ranges(

@@ -22,7 +22,16 @@ from udfs.postgres.functions import PG_TYPES, batch_sql, proba_type
 from udfs.postgres.reader import Relation, block_ranges, block_where, read_chunk
 from udfs.signature import Signature
 
-BATCH_CHUNK_ROWS = 100_000
+BATCH_CHUNK_ROWS = 100_000  # rows per chunk of ml.<name>_batch; SET udfs.batch_chunk_rows
+
+
+def _batch_chunk_rows(plpy: Any) -> int:
+    setting = plpy.execute("SELECT current_setting('udfs.batch_chunk_rows', true) AS v")[0]["v"]
+    try:
+        return max(1, int(setting)) if setting else BATCH_CHUNK_ROWS
+    except ValueError:
+        message = f"udfs.batch_chunk_rows must be a number of rows, got {setting!r}"
+        raise InputError(message) from None
 
 
 def score_arrays(
@@ -47,7 +56,7 @@ def score_arrays(
     if block_from is not None:
         ranges = [(block_from, block_to)]
     else:
-        ranges = block_ranges(plpy, relation, BATCH_CHUNK_ROWS)
+        ranges = block_ranges(plpy, relation, _batch_chunk_rows(plpy))
     sig = loaded.signature
     label, proba = PG_TYPES[sig.label_type], proba_type(sig)
     out: list[tuple] = []
@@ -110,22 +119,29 @@ def score_chunk(
     lo: int | None,
     hi: int | None,
 ) -> int:
-    """Insert one chunk's kept columns and predictions into ``target``, in one statement."""
-    sig = _live_signature(plpy, model)
+    """Insert one chunk's kept columns and predictions into ``target``, in one statement.
+
+    ``ml._score_arrays`` (STABLE) reads the chunk with the statement's snapshot, so joining its
+    rows with the chunk's rows by position in ctid order pairs every row with its own scores.
+    """
+    sig, version, sha256 = _live(plpy, model)
     relation = Relation(plpy, source)
     keep = _keep(relation, keep)
-    q = plpy.quote_ident
-    kept = ", ".join(f"s.{q(c)}" for c in keep)
-    outputs = "prediction, probability" if sig.has_proba else "prediction"
+    q, lit = plpy.quote_ident, plpy.quote_literal
+    kept = ", ".join(q(c) for c in keep)
+    outputs = ["prediction"] + (["probability"] if sig.has_proba else [])
     order = "ORDER BY ctid" if relation.has_ctid_ranges else ""
+    bounds = ", ".join("NULL" if b is None else str(int(b)) for b in (lo, hi))
+    arrays = (
+        f"ml._score_arrays({lit(model)}, {int(version)}, {lit(sha256)}, "
+        f"{lit(relation.sql)}::regclass, NULL, {bounds})"
+    )
     statement = (
-        f"INSERT INTO {_target(plpy, target)} ({', '.join(q(c) for c in keep)}, {outputs}) "
-        f"SELECT {kept}, {', '.join('b.' + o for o in outputs.split(', '))} FROM "
-        f"(SELECT {', '.join(q(c) for c in keep)}, row_number() OVER ({order}) AS ml_rn "
+        f"INSERT INTO {_target(plpy, target)} ({kept}, {', '.join(outputs)}) "
+        f"SELECT {', '.join(f's.{q(c)}' for c in keep)}, {', '.join('b.' + o for o in outputs)} "
+        f"FROM (SELECT {kept}, row_number() OVER ({order}) AS ml_rn "
         f"FROM {relation.sql}{block_where(lo, hi)}) s "
-        f"JOIN ml.{q(model + '_batch')}({plpy.quote_literal(relation.sql)}::regclass, NULL, "
-        f"{'NULL' if lo is None else int(lo)}, {'NULL' if hi is None else int(hi)}) b "
-        "ON b.key = s.ml_rn::text"
+        f"JOIN ({batch_sql(sig, arrays, key=False)}) b ON b.ml_rn = s.ml_rn"
     )
     return plpy.execute(statement).nrows()
 
@@ -145,11 +161,17 @@ def _target(plpy: Any, target: str) -> str:
     return ".".join(plpy.quote_ident(p) for p in parts)
 
 
-def _live_signature(plpy: Any, model: str) -> Signature:
+def _live(plpy: Any, model: str) -> tuple[Signature, int, str]:
+    """The live version of ``model``: its signature, version and sha256."""
     from udfs.naming import validate_name
 
     validate_name(model)
-    rows = plpy.execute(f"SELECT signature FROM ml._live({plpy.quote_literal(model)})")
+    query = f"SELECT version, sha256, signature FROM ml._live({plpy.quote_literal(model)})"
+    rows = plpy.execute(query)
     if not rows:
         raise InputError(f"model '{model}' is not deployed in this database", model=model)
-    return Signature.from_json(rows[0]["signature"])
+    return Signature.from_json(rows[0]["signature"]), rows[0]["version"], rows[0]["sha256"]
+
+
+def _live_signature(plpy: Any, model: str) -> Signature:
+    return _live(plpy, model)[0]
