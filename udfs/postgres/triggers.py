@@ -174,8 +174,11 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
         result = pd.Series(values, dtype=scoring.RESULT_DTYPES[sig.label_type])
     label = PG_TYPES[sig.label_type]
     match = " AND ".join(f"t.{k} = u.{n}" for k, n in zip(keys, names, strict=True))
+    # unnest() in a SELECT list zips the arrays without materializing them (a FROM-clause
+    # function scan would), and as literals their lengths are known to the planner.
+    arrays = [*key_arrays, f"{lit(array_text(result, label))}::{label}[]"]
+    unnest = ", ".join(f"unnest({a}) AS {n}" for a, n in zip(arrays, [*names, "ml_v"], strict=True))
     plpy.execute(
-        f"UPDATE {relation.sql} AS t SET {q(target)} = u.ml_v FROM "
-        f"unnest({', '.join(key_arrays)}, {lit(array_text(result, label))}::{label}[]) "
-        f"AS u({', '.join(names)}, ml_v) WHERE {match}"
+        f"UPDATE {relation.sql} AS t SET {q(target)} = u.ml_v FROM (SELECT {unnest}) AS u "
+        f"WHERE {match}"
     )
