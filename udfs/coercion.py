@@ -17,6 +17,7 @@ from udfs.errors import InputError
 from udfs.signature import Feature
 
 _INT64_LIMIT = float(2**63)
+_INT64_MAX = float(np.nextafter(_INT64_LIMIT, 0))  # the largest float64 below 2**63
 _TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0", "on")
 _FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0", "off")
 _NAN_WORDS = ("nan", "+nan", "-nan")
@@ -85,11 +86,13 @@ def to_bigint(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, n
     values = _numeric(model, feature, s)
     null = np.isnan(values)
     with np.errstate(invalid="ignore"):
-        _check(model, feature, s, ~null & (np.abs(values) >= _INT64_LIMIT), "out of bigint range")
+        # > not >=: a bigint column with NULLs reaches pandas as float64, where values near
+        # +-(2**63 - 1) round to exactly 2**63. They are valid bigints, approximated.
+        _check(model, feature, s, ~null & (np.abs(values) > _INT64_LIMIT), "out of bigint range")
         _check(model, feature, s, ~null & (values != np.floor(values)), "not a whole number")
     if null.any():
         return values, null  # float64 keeps NaN; exact for |x| < 2**53
-    return values.astype(np.int64), null
+    return np.clip(values, -_INT64_LIMIT, _INT64_MAX).astype(np.int64), null
 
 
 def to_boolean(model: str, feature: Feature, s: pd.Series) -> tuple[np.ndarray, np.ndarray]:

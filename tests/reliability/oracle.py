@@ -44,6 +44,10 @@ def coerce(value: Any, kind: str) -> Any:
         if word in _TRUE | _FALSE:
             return word in _TRUE
         raise Bad(value)
+    if kind == "bigint" and isinstance(value, int) and not isinstance(value, bool):
+        if not -(2**63) <= value < 2**63:
+            raise Bad(value)
+        return value
     if isinstance(value, str):
         # Decimal or scientific notation, inf/infinity, nan; text that overflows is not a number.
         text = value.strip()
@@ -60,7 +64,7 @@ def coerce(value: Any, kind: str) -> Any:
     if math.isnan(number):
         return None
     if kind == "bigint":
-        if math.isinf(number) or abs(number) >= 2**63 or number != math.floor(number):
+        if math.isinf(number) or abs(number) > 2**63 or number != math.floor(number):
             raise Bad(value)
         return int(number)
     return number

@@ -1,0 +1,100 @@
+"""Generated hostile rows through the Spark SQL functions, against the independent oracle."""
+
+import math
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
+
+import udfs
+from tests.reliability.oracle import expect
+from tests.reliability.test_generated_core import CASES, same
+from udfs.demo.data import PLANS
+from udfs.spark.script import translate
+
+pytestmark = [pytest.mark.reliability, pytest.mark.spark, pytest.mark.slow]
+
+SPARK_TYPES = {
+    "double": DoubleType(),
+    "bigint": LongType(),
+    "boolean": BooleanType(),
+    "string": StringType(),
+}
+NATIVE = {
+    "double": st.one_of(
+        st.floats(-1e3, 1e3), st.floats(allow_nan=True, allow_infinity=True), st.none()
+    ),
+    "bigint": st.one_of(st.integers(0, 150), st.integers(-(2**63), 2**63 - 1), st.none()),
+    "boolean": st.one_of(st.booleans(), st.none()),
+    "string": st.one_of(
+        st.sampled_from([*PLANS, "platinum", ""]), st.text(max_size=200), st.none()
+    ),
+}
+EXAMPLES = 8
+RAN: dict[str, int] = {}
+
+
+def _case(signature):
+    """Rows of native values, and for each column whether SQL casts it to STRING first."""
+    types = [f.type for f in signature.features]
+    rows = st.lists(st.tuples(*[NATIVE[t] for t in types]), min_size=1, max_size=20)
+    casts = st.lists(
+        st.sampled_from([False, False, True]), min_size=len(types), max_size=len(types)
+    )
+    return st.tuples(rows, casts)
+
+
+@pytest.mark.parametrize(("name", "method"), CASES)
+def test_spark_matches_oracle_on_generated_rows(spark, model_store, name, method):
+    bundle = udfs.load_model(name, store=model_store)
+    sig = bundle.signature
+    schema = StructType(
+        [StructField("id", LongType())]
+        + [StructField(f.name, SPARK_TYPES[f.type]) for f in sig.features]
+    )
+    function = name if method == "predict" else f"{name}_proba"
+    outcomes = {"value": 0, "error": 0}
+
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_case(sig))
+    def run(case):
+        rows, casts = case
+        frame = spark.createDataFrame([(i, *r) for i, r in enumerate(rows)], schema)
+        frame.createOrReplaceTempView("generated")
+        args = ", ".join(
+            f"CAST(`{f.name}` AS STRING)" if cast else f"`{f.name}`"
+            for f, cast in zip(sig.features, casts, strict=True)
+        )
+        # What the function receives, after Spark's own casts, is what the oracle sees.
+        received = spark.sql(f"SELECT {args} FROM generated ORDER BY id").collect()
+        columns = [[row[i] for row in received] for i in range(len(sig.features))]
+        want = expect(bundle.model, sig, columns, method)
+        try:
+            got = [
+                r[0]
+                for r in spark.sql(
+                    f"SELECT {function}({args}) FROM generated ORDER BY id"
+                ).collect()
+            ]
+        except Exception as exc:
+            clear = translate(exc, [])
+            assert clear is not None, f"not a udfs error: {exc}"
+            assert want.values is None, f"{clear} but the oracle predicts {want.values}"
+            assert f"model '{name}'" in str(clear)
+            assert any(f"column '{c}'" in str(clear) for c in want.bad_columns), (
+                clear,
+                want.bad_columns,
+            )
+            outcomes["error"] += 1
+            return
+        assert want.values is not None, (
+            f"Spark gave {got}; the oracle expects an error on {want.bad_columns}"
+        )
+        got = [None if isinstance(g, float) and math.isnan(g) else g for g in got]
+        assert all(same(g, w) for g, w in zip(got, want.values, strict=True)), (got, want.values)
+        outcomes["value"] += 1
+
+    run()
+    RAN[f"{name}.{method}"] = sum(outcomes.values())
+    assert sum(outcomes.values()) == EXAMPLES
