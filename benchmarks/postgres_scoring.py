@@ -1,7 +1,11 @@
 """Postgres scoring benchmark: 100k rows x 20 doubles, GradientBoostingClassifier(100, depth 3).
 
-Every figure is a median after a warm-up, and every ratio is against a baseline measured in the
-same run. Usage: .venv/bin/python benchmarks/postgres_scoring.py [--dsn DSN] [--rows N]
+Every figure is a median of ``--runs`` runs after a warm-up. Each method runs right after its
+baseline in every round (interleaved), so both see the same load on a busy machine, and every
+ratio is against a baseline measured in the same run. Writes benchmarks/results/postgres_scoring.md.
+
+    .venv/bin/python benchmarks/postgres_scoring.py [--dsn DSN] [--rows N] [--runs K]
+
 (default: the embedded cluster in .udfs/pg, started if needed).
 """
 
@@ -10,6 +14,7 @@ from __future__ import annotations
 import argparse
 import io
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -20,6 +25,9 @@ import pandas as pd
 import psycopg2
 from sklearn.ensemble import GradientBoostingClassifier
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, median_seconds, table, versions
+
 import udfs
 from udfs.postgres.cluster import LocalCluster
 from udfs.postgres.deploy import deploy
@@ -27,29 +35,31 @@ from udfs.postgres.install import install
 
 FEATURES = [f"f{i}" for i in range(20)]
 MODEL = "bench_gbc"
-RESULTS = Path(__file__).with_name("postgres_results.md")
+RESULTS = Path(__file__).resolve().parent / "results" / "postgres_scoring.md"
+Step = tuple[Callable[[], object], Callable[[], object]]  # (untimed reset, timed action)
 
 
-def median_time(run: Callable[[], None], before: Callable[[], None], repeat: int) -> float:
-    """Median seconds of ``run`` after one warm-up; ``before`` resets state, untimed."""
-    times = []
-    for attempt in range(repeat + 1):
-        before()
-        start = time.perf_counter()
-        run()
-        if attempt:  # the first run is the warm-up
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+def interleaved(steps: dict[str, Step], runs: int) -> dict[str, float]:
+    """Median seconds of each step's action; one warm-up round, then ``runs`` rounds in turn."""
+    times: dict[str, list[float]] = {name: [] for name in steps}
+    for attempt in range(runs + 1):
+        for name, (reset, action) in steps.items():
+            reset()
+            start = time.perf_counter()
+            action()
+            if attempt:  # the first round is the warm-up
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--dsn")
     parser.add_argument("--rows", type=int, default=100_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=5)
     opts = parser.parse_args()
     dsn = opts.dsn or LocalCluster(Path(".udfs/pg")).up()
-    n = opts.rows
+    n, runs = opts.rows, max(3, opts.runs)
 
     rng = np.random.default_rng(0)
     X_train = rng.normal(size=(5_000, 20))
@@ -66,35 +76,40 @@ def main() -> None:
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
     cur = conn.cursor()
-    install(conn)
+    info = install(conn)
     deploy(conn, MODEL, store=store)
+    cur.execute("SHOW server_version")
+    server = cur.fetchone()[0]
     columns = ", ".join(f"{f} double precision" for f in FEATURES)
-    for table in ("bench_src", "bench_copy", "bench_stmt", "bench_row"):
-        cur.execute(f"DROP TABLE IF EXISTS {table}")
-        cur.execute(f"CREATE TABLE {table} (id bigint PRIMARY KEY, {columns}, score bigint)")
+    for name in (
+        "bench_src",
+        "bench_copy",
+        "bench_stmt",
+        "bench_row",
+        "bench_copy_ff",
+        "bench_stmt_ff",
+    ):
+        storage = " WITH (fillfactor = 50)" if name.endswith("_ff") else ""
+        cur.execute(f"DROP TABLE IF EXISTS {name}")
+        cur.execute(
+            f"CREATE TABLE {name} (id bigint PRIMARY KEY, {columns}, score bigint){storage}"
+        )
     feature_list = ", ".join(FEATURES)
     cur.copy_expert(
         f"COPY bench_src (id, {feature_list}) FROM STDIN (FORMAT csv)", io.StringIO(csv)
     )
     cur.execute("VACUUM ANALYZE bench_src")
     cur.execute(f"SELECT ml.attach_scoring_trigger('bench_stmt', '{MODEL}', 'score', 'statement')")
-    cur.execute(f"SELECT ml.attach_scoring_trigger('bench_row', '{MODEL}', 'score', 'row')")
-    rows: dict[str, float] = {}
-
-    def drop(*tables: str) -> Callable[[], None]:
-        return lambda: [cur.execute(f"DROP TABLE IF EXISTS {t}") for t in tables] and None
-
-    def truncate(table: str) -> Callable[[], None]:
-        return lambda: cur.execute(f"TRUNCATE {table}")
-
-    # 1. Vectorized table scoring against the client loop a user would write instead.
-    rows["score_table"] = median_time(
-        lambda: cur.execute(
-            f"CALL ml.score_table('{MODEL}', 'bench_src', 'bench_out', ARRAY['id'])"
-        ),
-        drop("bench_out"),
-        opts.repeat,
+    cur.execute(
+        f"SELECT ml.attach_scoring_trigger('bench_stmt_ff', '{MODEL}', 'score', 'statement')"
     )
+    cur.execute(f"SELECT ml.attach_scoring_trigger('bench_row', '{MODEL}', 'score', 'row')")
+
+    def sql(statement: str) -> Callable[[], None]:
+        return lambda: cur.execute(statement)
+
+    def drop(table_name: str) -> Callable[[], None]:
+        return sql(f"DROP TABLE IF EXISTS {table_name}")
 
     def client_loop() -> None:
         out = io.StringIO()
@@ -109,82 +124,137 @@ def main() -> None:
         buf = io.StringIO(result.to_csv(index=False, header=False))
         cur.copy_expert("COPY bench_client FROM STDIN (FORMAT csv)", buf)
 
-    rows["client_loop"] = median_time(client_loop, drop("bench_client"), opts.repeat)
-    rows["batch_srf_ctas"] = median_time(
-        lambda: cur.execute(
-            f"CREATE TABLE bench_ctas AS SELECT key, prediction, probability "
-            f"FROM ml.{MODEL}_batch('bench_src', 'id')"
-        ),
-        drop("bench_ctas"),
-        opts.repeat,
-    )
+    def copy_into(table_name: str) -> Callable[[], None]:
+        statement = f"COPY {table_name} (id, {feature_list}) FROM STDIN (FORMAT csv)"
+        return lambda: cur.copy_expert(statement, io.StringIO(csv))
 
-    # 2. Per-row calls and the row trigger.
-    args = ", ".join(FEATURES)
-    rows["scalar"] = median_time(
-        lambda: cur.execute(f"SELECT count(ml.{MODEL}_proba({args})) FROM bench_src"),
-        lambda: None,
-        opts.repeat,
-    )
     insert = f"INSERT INTO {{}} (id, {feature_list}) SELECT id, {feature_list} FROM bench_src"
-    rows["row_trigger"] = median_time(
-        lambda: cur.execute(insert.format("bench_row")), truncate("bench_row"), opts.repeat
+    args = ", ".join(FEATURES)
+    t: dict[str, float] = {}
+    # 1. Vectorized table scoring against the client loop a user would write instead.
+    t |= interleaved(
+        {
+            "client_loop": (drop("bench_client"), client_loop),
+            "score_table": (
+                drop("bench_out"),
+                sql(f"CALL ml.score_table('{MODEL}', 'bench_src', 'bench_out', ARRAY['id'])"),
+            ),
+            "batch_srf_ctas": (
+                drop("bench_ctas"),
+                sql(
+                    "CREATE TABLE bench_ctas AS SELECT key, prediction, probability "
+                    f"FROM ml.{MODEL}_batch('bench_src', 'id')"
+                ),
+            ),
+        },
+        runs,
     )
-    rows["plain_insert"] = median_time(
-        lambda: cur.execute(insert.format("bench_copy")), truncate("bench_copy"), opts.repeat
-    )
-
-    # 3. COPY with the statement trigger against plain COPY.
-    def copy_into(table: str) -> Callable[[], None]:
-        sql = f"COPY {table} (id, {feature_list}) FROM STDIN (FORMAT csv)"
-        return lambda: cur.copy_expert(sql, io.StringIO(csv))
-
-    rows["plain_copy"] = median_time(copy_into("bench_copy"), truncate("bench_copy"), opts.repeat)
-    rows["copy_statement_trigger"] = median_time(
-        copy_into("bench_stmt"), truncate("bench_stmt"), opts.repeat
+    # 2. COPY with the statement trigger against plain COPY.
+    t |= interleaved(
+        {
+            "plain_copy": (sql("TRUNCATE bench_copy"), copy_into("bench_copy")),
+            "copy_statement_trigger": (sql("TRUNCATE bench_stmt"), copy_into("bench_stmt")),
+            # With room in every page the write-back UPDATEs are HOT (no new index entries).
+            "plain_copy_ff": (sql("TRUNCATE bench_copy_ff"), copy_into("bench_copy_ff")),
+            "copy_statement_trigger_ff": (
+                sql("TRUNCATE bench_stmt_ff"),
+                copy_into("bench_stmt_ff"),
+            ),
+        },
+        runs,
     )
     cur.execute("SELECT count(*), count(score) FROM bench_stmt")
     assert cur.fetchone() == (n, n), "the statement trigger did not score every row"
+    # 3. Per-row calls and the row trigger (slow: 3 runs).
+    t |= interleaved(
+        {
+            "plain_insert": (sql("TRUNCATE bench_copy"), sql(insert.format("bench_copy"))),
+            "row_trigger": (sql("TRUNCATE bench_row"), sql(insert.format("bench_row"))),
+            "scalar": (
+                lambda: None,
+                sql(f"SELECT count(ml.{MODEL}_proba({args})) FROM bench_src"),
+            ),
+        },
+        3,
+    )
 
     # 4. First call in a fresh connection (imports + model load), and raw predict_proba.
-    firsts = []
-    for _ in range(opts.repeat):
+    def first_call() -> None:
         fresh = psycopg2.connect(dsn)
-        start = time.perf_counter()
-        with fresh.cursor() as fcur:
-            fcur.execute(f"SELECT ml.{MODEL}_proba({', '.join(['0.5'] * 20)})")
-        firsts.append(time.perf_counter() - start)
-        fresh.close()
-    rows["first_call"] = statistics.median(firsts)
-    rows["raw_predict_proba"] = median_time(lambda: model.predict_proba(X), lambda: None, 3)
-    report(rows, n)
+        try:
+            with fresh.cursor() as fcur:
+                fcur.execute(f"SELECT ml.{MODEL}_proba({', '.join(['0.5'] * 20)})")
+        finally:
+            fresh.close()
+
+    t["first_call"] = median_seconds(first_call, runs=runs)
+    t["raw_predict_proba"] = median_seconds(lambda: model.predict_proba(X), runs=runs)
+    header = (
+        f"Postgres scoring, {n:,} rows x 20 doubles, GradientBoostingClassifier(100, depth 3); "
+        f"medians of {runs} runs after a warm-up (3 for the per-row rows), each method "
+        "interleaved with its baseline in the same run.\n"
+        f"Machine: {machine()}; PostgreSQL {server}, backend Python {info.get('python')}; "
+        f"{versions('scikit-learn', 'numpy', 'pandas', 'psycopg2-binary')}."
+    )
+    text = header + "\n\n" + report(t, n) + "\n"
+    print(text)
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(text)
     conn.close()
 
 
-def report(t: dict[str, float], n: int) -> None:
-    def rate(key: str) -> str:
-        return f"{n / t[key]:,.0f}"
+def report(t: dict[str, float], n: int) -> str:
+    def row(label: str, key: str, base: str | None = None, vs: str = "", target: str = "") -> list:
+        ratio = f"{t[base] / t[key]:.2f}x{vs}" if base else ""
+        return [label, f"{t[key]:.2f}", f"{n / t[key]:,.0f}", ratio, target]
 
-    lines = [
-        f"Postgres scoring, {n:,} rows x 20 doubles, GradientBoostingClassifier(100, depth 3); "
-        "medians after a warm-up, one run.",
-        "",
-        "| Method | Seconds | Rows/s | Ratio | Target |",
-        "|---|---|---|---|---|",
-        f"| client loop (COPY out, pandas, predict, COPY back): baseline | {t['client_loop']:.2f} | {rate('client_loop')} | 1.00x | |",
-        f"| `CALL ml.score_table` | {t['score_table']:.2f} | {rate('score_table')} | {t['client_loop'] / t['score_table']:.2f}x vs client loop | >= 1.0x, aim 2x |",
-        f"| `CREATE TABLE AS ... ml.<name>_batch` | {t['batch_srf_ctas']:.2f} | {rate('batch_srf_ctas')} | {t['client_loop'] / t['batch_srf_ctas']:.2f}x vs client loop | |",
-        f"| per-row `ml.<name>_proba(...)` | {t['scalar']:.2f} | {rate('scalar')} | | >= 5,000/s, aim 20,000 |",
-        f"| plain INSERT ... SELECT: baseline | {t['plain_insert']:.2f} | {rate('plain_insert')} | 1.00x | |",
-        f"| INSERT ... SELECT with the row trigger | {t['row_trigger']:.2f} | {rate('row_trigger')} | {t['plain_insert'] / t['row_trigger']:.2f}x vs plain INSERT | >= 5,000/s, aim 20,000 |",
-        f"| plain COPY: baseline | {t['plain_copy']:.2f} | {rate('plain_copy')} | 1.00x | |",
-        f"| COPY with the statement trigger | {t['copy_statement_trigger']:.2f} | {rate('copy_statement_trigger')} | {t['plain_copy'] / t['copy_statement_trigger']:.2f}x vs plain COPY | >= 0.5x, aim 0.8x |",
-        f"| first call in a fresh connection | {t['first_call']:.2f} | | | aim <= 0.5 s |",
-        f"| raw `predict_proba` on a numpy array (reference) | {t['raw_predict_proba']:.2f} | {rate('raw_predict_proba')} | | |",
+    rows = [
+        row(
+            "client loop (COPY out, pandas, predict, COPY back): baseline",
+            "client_loop",
+            "client_loop",
+        ),
+        row(
+            "`CALL ml.score_table`",
+            "score_table",
+            "client_loop",
+            " vs client loop",
+            ">= 1.0x, aim 2x",
+        ),
+        row(
+            "`CREATE TABLE AS ... ml.<name>_batch`",
+            "batch_srf_ctas",
+            "client_loop",
+            " vs client loop",
+        ),
+        row("per-row `ml.<name>_proba(...)`", "scalar", target=">= 5,000/s, aim 20,000"),
+        row("plain INSERT ... SELECT: baseline", "plain_insert", "plain_insert"),
+        row(
+            "INSERT ... SELECT with the row trigger",
+            "row_trigger",
+            "plain_insert",
+            " vs plain INSERT",
+            ">= 5,000/s, aim 20,000",
+        ),
+        row("plain COPY: baseline", "plain_copy", "plain_copy"),
+        row(
+            "COPY with the statement trigger",
+            "copy_statement_trigger",
+            "plain_copy",
+            " vs plain COPY",
+            ">= 0.5x, aim 0.8x",
+        ),
+        row("plain COPY, table with fillfactor 50: baseline", "plain_copy_ff", "plain_copy_ff"),
+        row(
+            "COPY with the statement trigger, fillfactor 50 (HOT write-back)",
+            "copy_statement_trigger_ff",
+            "plain_copy_ff",
+            " vs plain COPY (ff 50)",
+        ),
+        ["first call in a fresh connection", f"{t['first_call']:.2f}", "", "", "aim <= 0.5 s"],
+        row("raw `predict_proba` on a numpy array (reference)", "raw_predict_proba"),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    RESULTS.write_text(text)
+    return table(["Method", "Seconds", "Rows/s", "Ratio", "Target"], rows)
 
 
 if __name__ == "__main__":
