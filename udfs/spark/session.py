@@ -62,14 +62,14 @@ def session_conf(
     master: str | None = None,
     gpu: str = "auto",
     *,
-    state_dir: Path | None = None,
+    state_dir: Path | str | None = None,
     arrow_batch_size: int = ARROW_BATCH_SIZE,
     rapids_jar: str | None = None,
     conf: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Every setting :func:`session` applies; explicit ``conf`` entries win."""
     settings = base_conf(arrow_batch_size)
-    state = (state_dir or home() / "spark").absolute()
+    state = Path(state_dir or home() / "spark").absolute()
     local = embedded_conf(master, state)
     launched = SparkConf() if submitted() else None
     if launched is not None:
@@ -101,7 +101,7 @@ def session(
     master: str | None = None,
     gpu: str = "auto",
     *,
-    state_dir: Path | None = None,
+    state_dir: Path | str | None = None,
     arrow_batch_size: int = ARROW_BATCH_SIZE,
     rapids_jar: str | None = None,
     conf: dict[str, str] | None = None,
