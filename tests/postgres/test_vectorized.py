@@ -77,6 +77,39 @@ def test_batch_chunks_keep_keys_and_positions(db: Db, padded, rows, trained) -> 
     assert [p for _, p in positional] == [p for _, p, _ in keyed]
 
 
+def test_batch_text_keys_keep_quotes_and_nulls(db: Db, padded, rows, trained) -> None:
+    db.run("DROP TABLE IF EXISTS text_keys")
+    db.run(
+        "CREATE TABLE text_keys AS SELECT c.*, CASE WHEN id % 4 = 0 THEN NULL "
+        "ELSE 'k \"' || id || '\", {x}' END AS k FROM padded_src c"
+    )
+    got = db.rows("SELECT key, prediction FROM ml.spend_batch('text_keys', 'k')")
+    keys = db.column("SELECT k FROM text_keys ORDER BY ctid")
+    assert [k for k, _ in got] == keys and None in keys and '"' in keys[0]
+    assert_same([p for _, p in got], expected(trained["spend"], rows))
+
+
+def test_batch_functions_deployed_before_score_arrays_still_work(db: Db, padded, rows, trained):
+    """Earlier deployments' ml.<name>_batch is PL/Python calling the runtime's batch()."""
+    version, sha = db.rows("SELECT version, sha256 FROM ml._live('segment')")[0]
+    body = (
+        'rt = GD.get("udfs.runtime")\nif rt is None:\n    plpy.execute("SELECT ml._bootstrap()")\n'
+        f'    rt = GD["udfs.runtime"]\nreturn rt.batch(plpy, GD, "segment", {version}, "{sha}", *args)'
+    )
+    db.run(
+        "CREATE OR REPLACE FUNCTION pg_temp.old_batch(source regclass, key_column text DEFAULT "
+        "NULL, block_from bigint DEFAULT NULL, block_to bigint DEFAULT NULL) RETURNS TABLE "
+        "(key text, prediction text, probability double precision[]) LANGUAGE plpython3u AS %s",
+        body,
+    )
+    old = db.rows("SELECT * FROM pg_temp.old_batch('padded', 'id')")
+    new = db.rows("SELECT * FROM ml.segment_batch('padded', 'id')")
+    assert old == new and len(old) == len(rows)
+    assert db.rows("SELECT * FROM pg_temp.old_batch('padded')") == db.rows(
+        "SELECT * FROM ml.segment_batch('padded')"
+    )
+
+
 def test_bad_batch_chunk_setting_is_refused(db: Db, padded) -> None:
     with db.conn.cursor() as cur:
         cur.execute("SET udfs.batch_chunk_rows = 'many'")

@@ -66,7 +66,9 @@ def batch_sql(signature: Signature, arrays: str, key: bool = True) -> str:
     proba = proba_type(signature)
     names = ["key", "prediction"] + (["probability"] if proba else [])
     position = "c.base + u.ml_n"
-    first = f"coalesce(u.key, ({position})::text) AS key" if key else f"{position} AS ml_rn"
+    # Without a key column (keys IS NULL) the key is the position; a NULL key stays NULL.
+    by_position = f"CASE WHEN c.keys IS NULL THEN ({position})::text ELSE u.key END"
+    first = f"{by_position} AS key" if key else f"{position} AS ml_rn"
     selects = [first, "u.prediction"]
     arrays_sql = ["c.keys::text[]", f"c.predictions::{label}[]"]
     if proba == "double precision[]":  # one array literal per row
