@@ -1,7 +1,7 @@
 """The server-side runtime: what PL/Python function bodies call inside a PostgreSQL backend.
 
-This module and the backend modules it imports (``functions``, ``tables``, ``triggers``) run
-inside the database with Debian's python3. They import the udfs core and numpy, never
+This module and the backend modules it imports (``functions``, ``tables``, ``reader``,
+``arrays``, ``triggers``) run inside the database with Debian's python3. They import the udfs core and numpy, never
 psycopg2. ``plpy`` and ``GD`` are handed in by each function body, so nothing here depends on
 being imported from PL/Python.
 
