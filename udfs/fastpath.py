@@ -146,3 +146,103 @@ class RowScorer:
         else:  # never different from the core: give up the lean path for this model
             self._lean = None
         return expected
+
+
+class BatchScorer:
+    """Score a batch with the semantics of :mod:`udfs.scoring`, labels and probabilities at once.
+
+    The core's ``predict`` and ``predict_proba`` each run the model, so a classifier scored for
+    both walks its trees twice. For a GradientBoosting model whose features are all doubles,
+    a batch of finite float64 columns goes through scikit-learn's own compiled stages ONCE,
+    and both results are derived from that raw score exactly as scikit-learn derives them.
+    Anything else (NULLs, NaN, inf, other types, other models) goes to the core unchanged.
+
+    The first batch of each kind is computed both ways and compared exactly; if they ever
+    differ, the lean path is switched off for good: it can only be faster, never different.
+    """
+
+    def __init__(self, model: Any, signature: Signature) -> None:
+        self.model = model
+        self.signature = signature
+        eligible = _GradientBoosting.supports(model, signature) and all(
+            f.type == "double" for f in signature.features
+        )
+        self._lean = eligible and signature.label_type in ("double", "bigint")
+        self._verified: set[bool] = set()
+
+    @property
+    def lean(self) -> bool:
+        """Whether the lean path is in use."""
+        return self._lean
+
+    def score(self, columns: Sequence[Any], proba: bool) -> tuple[pd.Series, pd.Series | None]:
+        """(predictions, probabilities or None): what ``scoring.predict``/``predict_proba`` say."""
+        proba = proba and self.signature.has_proba
+        if self._lean and self._plain(columns):
+            lean = self._lean_score(columns, proba)
+            if proba in self._verified:
+                return lean
+            core = self._core(columns, proba)
+            if _same(lean, core):
+                self._verified.add(proba)
+            else:  # never different from the core: give up the lean path for this model
+                self._lean = False
+            return core
+        return self._core(columns, proba)
+
+    def _plain(self, columns: Sequence[Any]) -> bool:
+        scoring.check_arity(self.signature, len(columns))
+        for column in columns:
+            if not isinstance(column, np.ndarray) or column.dtype != np.float64:
+                return False
+            if len(column) == 0 or not np.isfinite(column).all():
+                return False
+        return True
+
+    def _core(self, columns: Sequence[Any], proba: bool) -> tuple[pd.Series, pd.Series | None]:
+        labels = scoring.predict(self.model, self.signature, columns)
+        probabilities = (
+            scoring.predict_proba(self.model, self.signature, columns) if proba else None
+        )
+        return labels, probabilities
+
+    def _lean_score(
+        self, columns: Sequence[Any], proba: bool
+    ) -> tuple[pd.Series, pd.Series | None]:
+        from sklearn.ensemble._gradient_boosting import predict_stages
+
+        model = self.model
+        # float64 -> float32 per value: the rounding validate_data does on the core's path.
+        X = np.empty((len(columns[0]), len(columns)), dtype=np.float32)
+        for j, column in enumerate(columns):
+            X[:, j] = column
+        raw = model._raw_predict_init(X)
+        predict_stages(model.estimators_, X, model.learning_rate, raw)
+        if raw.shape[1] == 1:  # decision_function's squeeze
+            raw = raw.ravel()
+        if not hasattr(model, "classes_"):
+            values = raw
+        elif raw.ndim == 1:
+            values = model.classes_[(raw >= 0).astype(int)]
+        else:
+            values = model.classes_[np.argmax(raw, axis=1)]
+        values = np.asarray(values)
+        if self.signature.label_type == "bigint" and values.dtype.kind == "f":
+            values = values.astype(np.int64)
+        labels = pd.Series(values).astype(scoring.RESULT_DTYPES[self.signature.label_type])
+        if not proba:
+            return labels, None
+        p = np.asarray(model._loss.predict_proba(raw))
+        if self.signature.task == "binary":
+            return labels, pd.Series(p[:, 1].astype(np.float64)).astype("Float64")
+        return labels, pd.Series(p.astype(np.float64).tolist(), dtype=object)
+
+
+def _same(a: tuple[pd.Series, pd.Series | None], b: tuple[pd.Series, pd.Series | None]) -> bool:
+    """Exactly the same results: dtypes, values, NULLs."""
+    for x, y in zip(a, b, strict=True):
+        if (x is None) != (y is None):
+            return False
+        if x is not None and not (x.dtype == y.dtype and x.tolist() == y.tolist()):
+            return False
+    return True

@@ -27,7 +27,7 @@ import pandas as pd  # noqa: E402
 
 from udfs.bundle import load_bytes  # noqa: E402
 from udfs.errors import ModelNotFoundError  # noqa: E402
-from udfs.fastpath import RowScorer  # noqa: E402
+from udfs.fastpath import BatchScorer, RowScorer  # noqa: E402
 from udfs.signature import Signature  # noqa: E402
 
 MODELS_KEY = "udfs.models"
@@ -35,7 +35,7 @@ MODELS_KEY = "udfs.models"
 
 @dataclass
 class Loaded:
-    """A model loaded in this backend, with its one-row scorer."""
+    """A model loaded in this backend, with its one-row and batch scorers."""
 
     name: str
     version: int
@@ -43,6 +43,7 @@ class Loaded:
     model: Any
     signature: Signature
     rows: RowScorer
+    batch: BatchScorer
 
 
 def start() -> None:
@@ -102,7 +103,13 @@ def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
     for old in [k for k in cache if k[0] == name]:
         del cache[old]
     loaded = cache[key] = Loaded(
-        name, version, sha256, model, signature, RowScorer(model, signature)
+        name,
+        version,
+        sha256,
+        model,
+        signature,
+        RowScorer(model, signature),
+        BatchScorer(model, signature),
     )
     return loaded
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from udfs import scoring
 from udfs.errors import InputError
 from udfs.postgres.arrays import array_text
 from udfs.postgres.functions import PG_TYPES, batch_sql, proba_type
@@ -65,12 +64,10 @@ def score_arrays(
         chunk = read_chunk(plpy, sig, relation, block_where(lo, hi), keys)
         if chunk.size == 0:
             continue
-        predictions = array_text(scoring.predict(loaded.model, sig, chunk.columns), label)
-        probabilities = None
-        if proba is not None:
-            probabilities = array_text(
-                scoring.predict_proba(loaded.model, sig, chunk.columns), proba
-            )
+        # Labels and probabilities of the shared core, from one pass where that is exact.
+        labels, probas = loaded.batch.score(chunk.columns, proba=proba is not None)
+        predictions = array_text(labels, label)
+        probabilities = None if probas is None else array_text(probas, proba)
         out.append((base, chunk.keys[0] if keys else None, predictions, probabilities))
         base += chunk.size
     return out

@@ -161,7 +161,7 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
         for text, k in zip(chunk.keys, key_columns, strict=True)
     ]
     try:
-        result = scoring.predict(loaded.model, sig, chunk.columns)
+        result = loaded.batch.score(chunk.columns, proba=False)[0]
     except ROW_ERRORS as exc:
         if on_error == "raise":
             raise _in_context(exc, table) from exc
