@@ -1,8 +1,9 @@
 """Server side of vectorized scoring: ``ml.<name>_batch`` and ``ml.score_table``.
 
 ``ml._score_arrays`` does the work: per chunk, ONE query reads the feature columns (see
-``reader``), ONE vectorized prediction goes through the shared core, and the results leave
-Python as the text of one SQL array per output (see ``arrays``). ``ml.<name>_batch`` is a SQL
+``reader``), ONE vectorized prediction gives the shared core's results (``fastpath.BatchScorer``:
+the core, or one verified pass of the trees for labels and probabilities together), and the
+results leave Python as the text of one SQL array per output (see ``arrays``). ``ml.<name>_batch`` is a SQL
 function that ``unnest``s those arrays, so no row is ever built in Python.
 
 Chunks are ranges of heap blocks read in ``ctid`` order. ``ml._score_arrays`` and
