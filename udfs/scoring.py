@@ -89,11 +89,12 @@ def _diagnose(
     signature: Signature, X: pd.DataFrame | np.ndarray, exc: Exception
 ) -> tuple[str, dict]:
     """Name the column and value behind a model failure, where they can be found."""
-    text = str(exc).lower()
     frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=signature.feature_names)
-    for feature in signature.features:
-        column = frame[feature.name]
-        if "unknown categor" in text and feature.categories is not None:
+    if "unknown categor" in str(exc).lower():
+        for feature in signature.features:
+            if feature.categories is None:
+                continue
+            column = frame[feature.name]
             unseen = ~column.isin(feature.categories) & column.notna()
             if unseen.any():
                 value = column[unseen].iloc[0]
@@ -102,20 +103,21 @@ def _diagnose(
                     "see in training, and its encoder rejects unknown values",
                     {"column": feature.name, "value": repr(value)},
                 )
-        if feature.type == "double" and any(
-            w in text for w in ("infinity", "too large", "overflow")
-        ):
-            numbers = column.to_numpy(dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                # Infinite, or beyond float32: tree models cast their input to float32.
-                huge = np.isinf(numbers) | (np.abs(numbers) > _FLOAT32_MAX)
-            if huge.any():
-                value = float(numbers[huge][0])
-                return (
-                    f"column '{feature.name}' has the value {value!r}, which the model rejects "
-                    "(infinite, or too large for its float32 input)",
-                    {"column": feature.name, "value": repr(value)},
-                )
+    # Whatever the model said (a ValueError on infinity, a numpy overflow warning raised as an
+    # error, ...), an infinite or float32-overflowing input is the likely cause: name it.
+    for feature in signature.features:
+        if feature.type != "double":
+            continue
+        numbers = frame[feature.name].to_numpy(dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            huge = np.isinf(numbers) | (np.abs(numbers) > _FLOAT32_MAX)
+        if huge.any():
+            value = float(numbers[huge][0])
+            return (
+                f"column '{feature.name}' has the value {value!r}, which the model rejects "
+                "(infinite, or too large for a float32 input)",
+                {"column": feature.name, "value": repr(value)},
+            )
     return "", {}
 
 

@@ -1,6 +1,7 @@
 """Generated hostile input through the shared scoring core, against an independent oracle."""
 
 import math
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -20,6 +21,8 @@ CASES = [
     if not (name in ("spend", "plain") and method == "predict_proba")
 ]
 COUNTS: dict[str, int] = {}
+# CI runs 150 generated batches per model and method; raise it for a deeper local search.
+EXAMPLES = int(os.environ.get("UDFS_HYPOTHESIS_EXAMPLES", "150"))
 
 
 def same(got, want) -> bool:
@@ -60,7 +63,7 @@ def test_core_matches_oracle_on_generated_batches(model_store, name, method):
     bundle = udfs.load_model(name, store=model_store)
     seen = {"value": 0, "error": 0}
 
-    @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(batches(bundle.signature))
     def run(columns):
         seen[check(bundle, columns, method)] += 1
