@@ -13,13 +13,16 @@ import multiprocessing
 import os
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Tuple  # noqa: UP035 - pandas_udf's type-hint inference
 
 for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")  # one thread per process, as in the Spark workers
 
 import numpy as np
 import pandas as pd
+from pyspark.sql.functions import pandas_udf
 from sklearn.ensemble import GradientBoostingClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -112,10 +115,6 @@ def main() -> None:
 
 def zeros_udf():
     """Spark's own pandas-UDF cost: same 20 inputs through Arrow to Python and back, no model."""
-    from collections.abc import Iterator
-    from typing import Tuple  # noqa: UP035 - pandas_udf's type-hint inference
-
-    from pyspark.sql.functions import pandas_udf
 
     @pandas_udf("double")
     def zeros(batches: Iterator[Tuple[pd.Series, ...]]) -> Iterator[pd.Series]:  # noqa: UP006
