@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from udfs.naming import parse_ref
-from udfs.postgres.connect import DEFAULT_ROOT, connect
+from udfs.postgres.connect import connect, default_root
 
 dsn_option = click.option(
     "--dsn",
@@ -18,9 +18,8 @@ dsn_option = click.option(
 root_option = click.option(
     "--root",
     type=click.Path(file_okay=False, path_type=Path),
-    default=DEFAULT_ROOT,
-    show_default=True,
-    help="Directory of the embedded cluster.",
+    default=None,
+    help="Directory of the embedded cluster (default: $UDFS_HOME/pg, else .udfs/pg).",
 )
 
 
@@ -31,30 +30,30 @@ def pg() -> None:
 
 @pg.command("up")
 @root_option
-def up_cmd(root: Path) -> None:
+def up_cmd(root: Path | None) -> None:
     """Start the embedded cluster (creating it if needed) and print its DSN."""
     from udfs.postgres.cluster import LocalCluster
 
-    click.echo(LocalCluster(root).up())
+    click.echo(LocalCluster(root or default_root()).up())
 
 
 @pg.command("down")
 @root_option
-def down_cmd(root: Path) -> None:
+def down_cmd(root: Path | None) -> None:
     """Stop the embedded cluster."""
     from udfs.postgres.cluster import LocalCluster
 
-    LocalCluster(root).down()
+    LocalCluster(root or default_root()).down()
     click.echo("stopped")
 
 
 @pg.command("status")
 @root_option
-def status_cmd(root: Path) -> None:
+def status_cmd(root: Path | None) -> None:
     """Show whether the embedded cluster runs, and its DSN."""
     from udfs.postgres.cluster import LocalCluster
 
-    status = LocalCluster(root).status()
+    status = LocalCluster(root or default_root()).status()
     state = "running" if status["running"] else "stopped"
     click.echo(f"{state}  dsn={status['dsn']}  data={status['data_dir']}")
 
@@ -62,7 +61,7 @@ def status_cmd(root: Path) -> None:
 @pg.command("install")
 @dsn_option
 @root_option
-def install_cmd(dsn: str | None, root: Path) -> None:
+def install_cmd(dsn: str | None, root: Path | None) -> None:
     """Create the ml schema, roles and functions (idempotent; needs a superuser)."""
     from udfs.postgres.install import install
 
@@ -82,7 +81,7 @@ def install_cmd(dsn: str | None, root: Path) -> None:
 @click.option("--store", envvar="UDFS_STORE", default="models", show_default=True)
 @dsn_option
 @root_option
-def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path) -> None:
+def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path | None) -> None:
     """Upload NAME[@VERSION] and make it live as ml.NAME(...) and ml.NAME_proba(...)."""
     from udfs.postgres.deploy import deploy
 
@@ -99,7 +98,7 @@ def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path) -> None:
 @click.argument("name")
 @dsn_option
 @root_option
-def rollback_cmd(name: str, dsn: str | None, root: Path) -> None:
+def rollback_cmd(name: str, dsn: str | None, root: Path | None) -> None:
     """Make the version live before the current one of NAME live again."""
     from udfs.postgres.deploy import rollback
 
@@ -126,7 +125,7 @@ def score_cmd(
     keep: tuple[str, ...],
     chunk_rows: int,
     dsn: str | None,
-    root: Path,
+    root: Path | None,
 ) -> None:
     """Score every row of --table into a new table --into (ml.score_table with progress)."""
     from udfs.postgres.score import score_table

@@ -7,15 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from udfs.errors import ConfigError
+from udfs.paths import home
 from udfs.postgres.cluster import LocalCluster
 
-#: The project-local embedded cluster (`udfs pg up`).
-DEFAULT_ROOT = Path(".udfs/pg")
+
+def default_root() -> Path:
+    """The embedded cluster's directory: ``<udfs home>/pg`` (``$UDFS_HOME``, else ``.udfs``)."""
+    return home() / "pg"
+
+
 # Any of these set means the user points libpq at a server of their own.
 PG_ENV = ("PGHOST", "PGPORT", "PGDATABASE")
 
 
-def resolve_dsn(dsn: str | None = None, root: Path = DEFAULT_ROOT) -> str:
+def resolve_dsn(dsn: str | None = None, root: Path | None = None) -> str:
     """The DSN to use; ``""`` lets libpq read the ``PG*`` environment variables.
 
     >>> resolve_dsn("postgresql://me@db/prod")
@@ -25,6 +30,7 @@ def resolve_dsn(dsn: str | None = None, root: Path = DEFAULT_ROOT) -> str:
         return dsn
     if any(os.environ.get(name) for name in PG_ENV):
         return ""
+    root = root or default_root()
     status = LocalCluster(root).status()
     if not status["running"]:
         raise ConfigError(
@@ -34,7 +40,7 @@ def resolve_dsn(dsn: str | None = None, root: Path = DEFAULT_ROOT) -> str:
     return status["dsn"]
 
 
-def connect(dsn: str | None = None, root: Path = DEFAULT_ROOT) -> Any:
+def connect(dsn: str | None = None, root: Path | None = None) -> Any:
     """A psycopg2 connection to the resolved server."""
     import psycopg2
 
