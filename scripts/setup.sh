@@ -53,4 +53,10 @@ fi
 # PL/Python runs as the postgres OS user and imports this venv's packages: it must be able
 # to read them. Directories along the path need o+x.
 chmod -R o+rX "$VENV" udfs postgres 2>/dev/null || true
+if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 \
+    && ! runuser -u postgres -- test -r "$PWD/udfs/__init__.py"; then
+  echo "udfs: the postgres OS user cannot read $PWD: PL/Python could not import udfs." >&2
+  echo "      Give the directories above it o+x (e.g. chmod o+x on each parent), or clone elsewhere." >&2
+  exit 1
+fi
 echo "udfs: environment ready in $VENV"
