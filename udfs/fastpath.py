@@ -25,6 +25,10 @@ from udfs.signature import Signature
 
 # Types that reach the lean path unchanged; anything else (str, Decimal, bool) goes to the core.
 _PLAIN_NUMBERS = (float, int)
+# The smallest magnitude that rounds to inf in float32. The trees see float32, where such a value
+# is infinite: scikit-learn refuses it (naming the column, through the core), so the lean paths
+# must not score it.
+_FLOAT32_OVERFLOW = (2 - 2**-24) * 2.0**127
 
 
 class _GradientBoosting:
@@ -119,9 +123,11 @@ class RowScorer:
         return self._core(values, method)
 
     def _plain(self, values: Sequence[Any]) -> bool:
-        """Finite plain numbers only: NULL, NaN and inf take the core path for its NULL policy."""
+        """Finite plain numbers only: NULL, NaN, inf and float32 overflow take the core path."""
         for value in values:
             if type(value) not in _PLAIN_NUMBERS or not math.isfinite(value):
+                return False
+            if abs(value) >= _FLOAT32_OVERFLOW:
                 return False
         return True
 
@@ -196,6 +202,8 @@ class BatchScorer:
             if not isinstance(column, np.ndarray) or column.dtype != np.float64:
                 return False
             if len(column) == 0 or not np.isfinite(column).all():
+                return False
+            if (np.abs(column) >= _FLOAT32_OVERFLOW).any():
                 return False
         return True
 
