@@ -7,6 +7,7 @@ in object columns (``None`` would slip past ``SimpleImputer(missing_values=np.na
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -20,7 +21,8 @@ _INT64_LIMIT = float(2**63)
 _INT64_MAX = float(np.nextafter(_INT64_LIMIT, 0))  # the largest float64 below 2**63
 _TRUE_WORDS = ("true", "t", "yes", "y", "1", "1.0", "on")
 _FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0", "off")
-_NAN_WORDS = ("nan", "+nan", "-nan")
+# Decimal or scientific notation, inf, infinity and nan, as SQL casts to double accept them.
+_NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])"
 _BOOL_WORDS = {**dict.fromkeys(_TRUE_WORDS, True), **dict.fromkeys(_FALSE_WORDS, False)}
 
 Column = pd.Series | np.ndarray | Sequence[Any]
@@ -58,16 +60,46 @@ def _numeric(model: str, feature: Feature, s: pd.Series) -> np.ndarray:
     if pd.api.types.is_bool_dtype(s.dtype) or pd.api.types.is_numeric_dtype(s.dtype):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     null = s.isna().to_numpy()
+    values = np.full(len(s), np.nan)
     if null.all():
-        return np.full(len(s), np.nan)
-    converted = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
-    suspect = np.isnan(converted) & ~null
-    if suspect.any():
-        # 'NaN' is a number to SQL ('NaN'::float8, CAST('NaN' AS DOUBLE)): it is missing, not bad.
-        words = s[suspect].astype(str).str.strip().str.lower()
-        suspect[np.flatnonzero(suspect)[words.isin(_NAN_WORDS).to_numpy()]] = False
-    _check(model, feature, s, suspect, "not a number")
-    return converted
+        return values
+    present = s[~null]
+    parsed, ok = _parse_numbers(present)
+    values[~null] = parsed
+    bad = np.zeros(len(s), dtype=bool)
+    bad[~null] = ~ok
+    _check(model, feature, s, bad, "not a number")
+    return values
+
+
+def _parse_numbers(present: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """Parse non-NULL objects as numbers; return the values and which ones parsed.
+
+    Text is parsed by Python's correctly rounded ``float`` (through numpy), not by pandas'
+    faster parser, which can be off by a few ulps: '0.1' must give the double SQL gives.
+    """
+    if pd.api.types.infer_dtype(present, skipna=False) == "string":
+        text = present.str.strip()
+        ok = text.str.fullmatch(_NUMBER).to_numpy(dtype=bool)
+        parsed = np.full(len(text), np.nan)
+        parsed[ok] = np.array(text[ok].tolist(), dtype=np.float64)
+        # Text that overflows ('1e400') is not a number; 'inf' and 'Infinity' are.
+        spelled_inf = text.str.lower().str.contains("inf", regex=False).to_numpy(dtype=bool)
+        ok &= ~(np.isinf(parsed) & ~spelled_inf)
+        return parsed, ok
+    # Mixed objects (numbers, booleans, Decimals, text from a Python list): one at a time.
+    parsed = np.full(len(present), np.nan)
+    ok = np.zeros(len(present), dtype=bool)
+    for i, value in enumerate(present.tolist()):
+        if isinstance(value, str):
+            number, good = _parse_numbers(pd.Series([value], dtype=object))
+            parsed[i], ok[i] = number[0], good[0]
+            continue
+        with contextlib.suppress(
+            TypeError, ValueError, OverflowError
+        ):  # not a number: ok stays False
+            parsed[i], ok[i] = float(value), True
+    return parsed, ok
 
 
 def _check(model: str, feature: Feature, s: pd.Series, bad: np.ndarray, why: str) -> None:
