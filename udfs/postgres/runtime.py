@@ -7,7 +7,9 @@ being imported from PL/Python.
 
 Loaded models are cached in ``GD`` keyed by (name, version, sha256). Each generated function
 embeds the live version and sha256 as constants, so a redeploy (``CREATE OR REPLACE``) reaches
-every backend on its next call without a lookup per call.
+every backend on its next call without a lookup per call. Only when those constants are not
+the cached version (and once per ``_score_arrays`` call) is the version live in the calling
+statement's snapshot looked up, so that one statement never scores with two versions.
 """
 
 from __future__ import annotations
@@ -121,10 +123,32 @@ def scalar(
     cache = GD.get(MODELS_KEY)
     loaded = cache.get((name, version, sha256)) if cache else None
     if loaded is None:
-        loaded = load(plpy, GD, name, version, sha256)
+        loaded = _statement_version(plpy, GD, name, version, sha256)
     if method == "predict":
         return loaded.rows.predict(args)
     return loaded.rows.predict_proba(args)
+
+
+def _statement_version(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
+    """The version the calling statement scores with, when ``version`` is not the cached one.
+
+    A redeploy replaces the function's body, and a backend picks the new body up when it
+    processes catalog invalidations: that can happen in the middle of a statement (at the SPI
+    call that loads a model), while the statement's snapshot still predates the deploy. The
+    statement then keeps the version live in its snapshot (the generated functions are STABLE,
+    so this query uses it): it never mixes two versions, nor looks for an artifact its snapshot
+    cannot see. A statement that starts after the deploy sees the new version in both.
+    ``ml.deployments`` holds the sha256 ``ml.deploy`` recorded, which ``ml_admin`` cannot
+    rewrite: a tampered artifact is still refused.
+    """
+    plan = GD.get("udfs.plan.live")
+    if plan is None:
+        query = "SELECT version, sha256 FROM ml._live($1)"
+        plan = GD["udfs.plan.live"] = plpy.prepare(query, ["text"])
+    rows = plan.execute([name])
+    if rows:
+        version, sha256 = rows[0]["version"], rows[0]["sha256"]
+    return load(plpy, GD, name, version, sha256)
 
 
 def deploy(plpy: Any, name: str, version: int) -> int:
@@ -145,7 +169,9 @@ def score_arrays(plpy: Any, GD: dict, name: str, version: int, sha256: str, *arg
     """``ml._score_arrays``: what ``ml.<name>_batch`` unnests, one row per chunk."""
     from udfs.postgres import tables
 
-    return tables.score_arrays(plpy, load(plpy, GD, name, version, sha256), *args)
+    # One query per call: the version live in the statement's snapshot (see _statement_version).
+    loaded = _statement_version(plpy, GD, name, version, sha256)
+    return tables.score_arrays(plpy, loaded, *args)
 
 
 def batch(plpy: Any, GD: dict, name: str, version: int, sha256: str, *args: Any) -> list:
