@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from udfs.bundle import check_versions
 from udfs.errors import InvalidNameError, ModelNotFoundError, SignatureError
 from udfs.naming import validate_name
 from udfs.signature import Signature
@@ -208,6 +209,8 @@ def activate(plpy: Any, name: str, version: int, action: str) -> int:
         )
     signature = Signature.from_json(rows[0]["signature"]).with_identity(name=name)
     sha256 = rows[0]["sha256"]
+    # Fail at deploy, not at the first call: the server's scikit-learn must be able to load it.
+    check_versions(signature.with_identity(version=version))
     others = [r["name"] for r in plpy.execute("SELECT DISTINCT name FROM ml.deployments")]
     check_deployable(signature, others)
     _drop_changed(plpy, signature)
