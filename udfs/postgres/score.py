@@ -27,24 +27,33 @@ def score_table(
     try:
         return _score(conn, model, source, target, keep_columns, chunk_rows, progress)
     finally:
-        conn.set_isolation_level(previous)
+        if not conn.closed:  # a lost connection: let its own error through, not this one
+            conn.set_isolation_level(previous)
 
 
 def _score(conn: Any, model, source, target, keep_columns, chunk_rows, progress) -> int:
     total = 0
-    with conn, conn.cursor() as cur:
-        cur.execute(
-            "SELECT source_table::text, block_from, block_to FROM ml._score_plan(%s, %s, %s, %s, %s)",
-            (model, source, target, keep_columns, chunk_rows),
-        )
-        chunks = cur.fetchall()
-        for done, (table, lo, hi) in enumerate(chunks, start=1):
+    try:
+        with conn.cursor() as cur:
             cur.execute(
-                "SELECT ml._score_chunk(%s, %s, %s, %s, %s, %s)",
-                (model, table, target, keep_columns, lo, hi),
+                "SELECT source_table::text, block_from, block_to "
+                "FROM ml._score_plan(%s, %s, %s, %s, %s)",
+                (model, source, target, keep_columns, chunk_rows),
             )
-            rows = cur.fetchone()[0]
-            total += rows
-            if progress is not None:
-                progress(done, len(chunks), rows)
+            chunks = cur.fetchall()
+            for done, (table, lo, hi) in enumerate(chunks, start=1):
+                cur.execute(
+                    "SELECT ml._score_chunk(%s, %s, %s, %s, %s, %s)",
+                    (model, table, target, keep_columns, lo, hi),
+                )
+                rows = cur.fetchone()[0]
+                total += rows
+                if progress is not None:
+                    progress(done, len(chunks), rows)
+        conn.commit()
+    except BaseException:
+        # Not `with conn`: its rollback on a lost connection would hide why it was lost.
+        if not conn.closed:
+            conn.rollback()
+        raise
     return total
