@@ -18,7 +18,8 @@ BENCHMARKS = ["spark_scoring.py", "postgres_scoring.py"]
 
 def main() -> int:
     failed = []
-    for script in BENCHMARKS:
+    # --collect: only gather the latest results/*.md into RESULTS.md, without running anything.
+    for script in [] if "--collect" in sys.argv else BENCHMARKS:
         print(f"== {script}", flush=True)
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(HERE / script)], check=False)
