@@ -53,7 +53,8 @@ def embedded_conf(master: str | None, state: Path) -> dict[str, str]:
         "spark.hadoop.javax.jdo.option.ConnectionURL": f"jdbc:derby:;databaseName={metastore};create=true",
         "spark.driver.extraJavaOptions": java_options,
         "spark.ui.enabled": "false",
-        "spark.ui.showConsoleProgress": "false",
+        # Stage progress bars for long jobs in a terminal; never in captured output (tests, CI).
+        "spark.ui.showConsoleProgress": str(sys.stderr.isatty()).lower(),
         "spark.sql.shuffle.partitions": "4",
     }
 
