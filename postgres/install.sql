@@ -205,9 +205,13 @@ BEGIN
 END
 $$;
 
+-- The 5-argument form of older installs: replaced by the one with fillfactor.
+DROP FUNCTION IF EXISTS ml.attach_scoring_trigger(regclass, text, text, text, text);
+-- fillfactor (statement mode only): leave room in the table's pages so the write-back UPDATEs
+-- are HOT (no new index entries); NULL leaves the table's storage alone.
 CREATE OR REPLACE FUNCTION ml.attach_scoring_trigger(
     tbl regclass, model text, target_column text,
-    mode text DEFAULT 'row', on_error text DEFAULT 'raise'
+    mode text DEFAULT 'row', on_error text DEFAULT 'raise', fillfactor integer DEFAULT 45
 ) RETURNS text
 LANGUAGE plpython3u VOLATILE
 AS $py$
@@ -215,7 +219,7 @@ rt = GD.get("udfs.runtime")
 if rt is None:
     plpy.execute("SELECT ml._bootstrap()")
     rt = GD["udfs.runtime"]
-return rt.attach(plpy, tbl, model, target_column, mode, on_error)
+return rt.attach(plpy, tbl, model, target_column, mode, on_error, fillfactor)
 $py$;
 
 CREATE OR REPLACE FUNCTION ml.detach_scoring_trigger(tbl regclass, model text)
@@ -237,7 +241,7 @@ GRANT EXECUTE ON FUNCTION
     ml._score_arrays(text, integer, text, regclass, text, bigint, bigint),
     ml._score_plan(text, regclass, text, text[], integer),
     ml._score_chunk(text, regclass, text, text[], bigint, bigint),
-    ml.attach_scoring_trigger(regclass, text, text, text, text),
+    ml.attach_scoring_trigger(regclass, text, text, text, text, integer),
     ml.detach_scoring_trigger(regclass, text)
 TO ml_user;
 GRANT EXECUTE ON PROCEDURE ml.score_table(text, regclass, text, text[], integer) TO ml_user;

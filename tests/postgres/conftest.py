@@ -64,6 +64,15 @@ def db(ml_dsn: str) -> Iterator[Db]:
     handle.close()
 
 
+def role_db(ml_dsn: str, db: Db, role: str, *grants: str) -> Db:
+    """A connection as a new LOGIN ``role`` that is a member of ``grants``."""
+    db.run(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
+    db.run(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
+    for grant in grants:
+        db.run(sql.SQL("GRANT {} TO {}").format(sql.Identifier(grant), sql.Identifier(role)))
+    return Db(ml_dsn.replace("postgres@", f"{role}@", 1))
+
+
 def python_rows(frame: pd.DataFrame) -> list[tuple]:
     """DataFrame rows as Python values with None for every missing value."""
     out = []

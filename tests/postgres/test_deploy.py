@@ -7,11 +7,10 @@ import shutil
 import numpy as np
 import psycopg2
 import pytest
-from psycopg2 import sql
 from sklearn.ensemble import GradientBoostingRegressor
 
 import udfs
-from tests.postgres.conftest import Db
+from tests.postgres.conftest import Db, role_db
 from udfs.errors import ConfigError, IntegrityError
 from udfs.postgres.deploy import deploy, live_versions, rollback
 from udfs.postgres.install import install
@@ -80,14 +79,6 @@ def test_same_version_with_other_bytes_is_refused(db: Db, store, tmp_path) -> No
         deploy(db.conn, "churn", 1, store=other)
 
 
-def role_db(ml_dsn: str, db: Db, role: str, *grants: str) -> Db:
-    db.run(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(role)))
-    db.run(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(role)))
-    for grant in grants:
-        db.run(sql.SQL("GRANT {} TO {}").format(sql.Identifier(grant), sql.Identifier(role)))
-    return Db(ml_dsn.replace("postgres@", f"{role}@", 1))
-
-
 def test_roles(ml_dsn, db: Db, store) -> None:
     nobody = role_db(ml_dsn, db, "udfs_nobody")
     user = role_db(ml_dsn, db, "udfs_analyst", "ml_user")
@@ -124,3 +115,18 @@ def test_install_is_idempotent_and_refuses_unreadable_paths(db: Db, tmp_path) ->
         pytest.skip("only root's files are closed to the postgres user")
     with pytest.raises(ConfigError, match=r"cannot read .*hidden"):
         install(db.conn, paths=[str(hidden)])
+
+
+def test_install_replaces_an_older_attach_signature(db: Db) -> None:
+    """Installs before the fillfactor argument had a 5-argument attach: install replaces it."""
+    db.run("DROP FUNCTION ml.attach_scoring_trigger(regclass, text, text, text, text, integer)")
+    db.run(
+        "CREATE FUNCTION ml.attach_scoring_trigger(tbl regclass, model text, target_column text, "
+        "mode text DEFAULT 'row', on_error text DEFAULT 'raise') RETURNS text "
+        "LANGUAGE sql AS $$SELECT 'old'$$"
+    )
+    install(db.conn)
+    assert db.column(
+        "SELECT pronargs FROM pg_proc WHERE proname = 'attach_scoring_trigger' "
+        "AND pronamespace = 'ml'::regnamespace"
+    ) == [6]

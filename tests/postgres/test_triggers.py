@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import psycopg2
 import pytest
 
 from tests.fixtures.models import expected, scoring_rows
-from tests.postgres.conftest import Db, assert_same, create_customers, python_rows
+from tests.postgres.conftest import Db, assert_same, create_customers, python_rows, role_db
 
 pytestmark = pytest.mark.postgres
 
@@ -122,3 +123,82 @@ def test_detach_removes_the_trigger(db: Db, rows) -> None:
     assert db.one("SELECT score FROM t_detach") is None
     with pytest.raises(psycopg2.Error, match="no scoring trigger for model 'plain'"):
         db.run("SELECT ml.detach_scoring_trigger('t_detach', 'plain')")
+
+
+def fillfactor(db: Db, table: str) -> int | None:
+    return db.one(
+        "SELECT (SELECT option_value::int FROM pg_options_to_table(reloptions) "
+        "WHERE option_name = 'fillfactor') FROM pg_class WHERE oid = %s::regclass",
+        table,
+    )
+
+
+MANY = 2_000  # rows enough to fill pages: a write-back on full pages cannot be HOT
+
+
+def hot_updates_of_one_insert(db: Db, table: str) -> int:
+    """HOT updates in the transaction of one INSERT of ``MANY`` rows (its write-back)."""
+    with db.conn.cursor() as cur:
+        # One simple query: one implicit transaction, whose own statistics are still readable.
+        cur.execute(
+            f"INSERT INTO {table} (id, age, tenure) SELECT g, 20 + g % 50, g % 90 "
+            f"FROM generate_series(1, {MANY}) AS g; "
+            f"SELECT pg_stat_get_xact_tuples_hot_updated('{table}'::regclass)"
+        )
+        return cur.fetchone()[0]
+
+
+def test_statement_mode_leaves_room_for_hot_write_backs(db: Db, rows, trained) -> None:
+    fresh(db, rows, "t_hot")
+    said = db.one("SELECT ml.attach_scoring_trigger('t_hot', 'plain', 'score', 'statement')")
+    assert said.endswith("fillfactor 45 (was 100) so write-backs are HOT updates")
+    assert fillfactor(db, "t_hot") == 45
+    assert hot_updates_of_one_insert(db, "t_hot") == MANY
+    got = db.rows("SELECT age, tenure, score FROM t_hot ORDER BY id")
+    want = trained["plain"].model.predict(np.array([r[:2] for r in got], dtype=np.float64))
+    assert [r[2] for r in got] == pytest.approx(want.tolist(), rel=1e-12)
+
+    fresh(db, rows, "t_cold")  # fillfactor => NULL: the table as it was, updates not HOT
+    said = db.one(
+        "SELECT ml.attach_scoring_trigger('t_cold', 'plain', 'score', 'statement', "
+        "fillfactor => NULL)"
+    )
+    assert said.endswith("fillfactor left alone (fillfactor => NULL)")
+    assert fillfactor(db, "t_cold") is None
+    assert hot_updates_of_one_insert(db, "t_cold") < MANY // 2
+    assert db.one("SELECT count(score) FROM t_cold") == MANY
+
+
+def test_fillfactor_is_never_raised_and_not_set_where_it_cannot_help(db: Db, rows) -> None:
+    fresh(db, rows, "t_ff30")
+    db.run("ALTER TABLE t_ff30 SET (fillfactor = 30)")
+    said = db.one("SELECT ml.attach_scoring_trigger('t_ff30', 'spend', 'score', 'statement')")
+    assert said.endswith("fillfactor already 30") and fillfactor(db, "t_ff30") == 30
+
+    fresh(db, rows, "t_indexed")
+    db.run("CREATE INDEX ON t_indexed (score)")
+    said = db.one("SELECT ml.attach_scoring_trigger('t_indexed', 'spend', 'score', 'statement')")
+    assert said.endswith("write-backs are not HOT: score is indexed")
+    assert fillfactor(db, "t_indexed") is None
+
+    said = db.one("SELECT ml.attach_scoring_trigger('t_indexed', 'spend', 'score', 'row')")
+    assert said == "row trigger ml_spend on public.t_indexed scores spend into score"
+    with pytest.raises(psycopg2.Error, match=r"fillfactor must be between 10 and 100 .*got 5"):
+        db.run(
+            "SELECT ml.attach_scoring_trigger('t_ff30', 'spend', 'score', 'statement', 'raise', 5)"
+        )
+
+
+def test_only_the_owner_changes_the_fillfactor(ml_dsn: str, db: Db, rows) -> None:
+    fresh(db, rows, "t_not_mine")
+    db.run("GRANT TRIGGER ON t_not_mine TO ml_user")
+    analyst = role_db(ml_dsn, db, "udfs_trigger_user", "ml_user")
+    try:
+        said = analyst.one(
+            "SELECT ml.attach_scoring_trigger('t_not_mine', 'spend', 'score', 'statement')"
+        )
+    finally:
+        analyst.close()
+    assert said.endswith("fillfactor left at 100: only the table's owner can change it")
+    assert fillfactor(db, "t_not_mine") is None
+    assert db.one("SELECT count(*) FROM pg_trigger WHERE tgrelid = 't_not_mine'::regclass") == 1

@@ -13,8 +13,7 @@ import pytest
 from click.testing import CliRunner
 from psycopg2 import sql
 
-from tests.postgres.conftest import Db, db, ml_dsn
-from tests.postgres.test_deploy import role_db
+from tests.postgres.conftest import Db, db, ml_dsn, role_db
 from udfs.cli import cli
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]

@@ -2,7 +2,11 @@
 
 ``row`` mode is a BEFORE INSERT OR UPDATE OF <features> row trigger that sets the target column
 through the one-row scorer. ``statement`` mode is an AFTER INSERT statement trigger that scores
-the transition table in one vectorized call and writes the scores back by primary key.
+the transition table in one vectorized call and writes the scores back by primary key. That
+write-back UPDATE is the mode's main cost, so attaching it leaves room in the table's pages
+(``fillfactor``, 45 by default): each row's new version (the old one plus its score) then fits
+on the row's own page and the update is HOT, with no new index entries (about 2.5x cheaper,
+see benchmarks/). 45, not 50: the new version is larger than the old by the score's bytes.
 
 ``on_error='null'`` never loses a row: a failed row gets a NULL score and a row in
 ``ml.scoring_errors``. In statement mode a failed batch is re-scored row by row to find the
@@ -43,8 +47,50 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-def attach(plpy: Any, tbl: str, model: str, target: str, mode: str, on_error: str) -> str:
-    """``ml.attach_scoring_trigger``: (re)create the trigger of ``model`` on ``tbl``."""
+def _hot_room(plpy: Any, relation: Relation, target: str, fillfactor: int | None) -> str:
+    """Set the table's fillfactor to at most ``fillfactor``: what attach did, as a sentence."""
+    if fillfactor is None:
+        return "fillfactor left alone (fillfactor => NULL)"
+    if not 10 <= fillfactor <= 100:
+        raise InputError(
+            f"fillfactor must be between 10 and 100 (or NULL), got {fillfactor}",
+            value=fillfactor,
+        )
+    row = plpy.execute(
+        "SELECT (SELECT option_value::int FROM pg_options_to_table(c.reloptions) "
+        "WHERE option_name = 'fillfactor') AS fillfactor, "
+        "pg_has_role(c.relowner, 'USAGE') AS owner, "
+        "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
+        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
+        f"AND a.attname = {plpy.quote_literal(target)}) AS indexed "
+        f"FROM pg_class c WHERE c.oid = {int(relation.oid)}"
+    )[0]
+    if row["indexed"]:
+        return f"write-backs are not HOT: {target} is indexed"
+    if relation.kind != "r":
+        return "fillfactor left alone: set it on the partitions"
+    current = row["fillfactor"] or 100
+    if current <= fillfactor:
+        return f"fillfactor already {current}"
+    if not row["owner"]:
+        return f"fillfactor left at {current}: only the table's owner can change it"
+    plpy.execute(f"ALTER TABLE {relation.sql} SET (fillfactor = {int(fillfactor)})")
+    return f"fillfactor {fillfactor} (was {current}) so write-backs are HOT updates"
+
+
+def attach(
+    plpy: Any,
+    tbl: str,
+    model: str,
+    target: str,
+    mode: str,
+    on_error: str,
+    fillfactor: int | None = None,
+) -> str:
+    """``ml.attach_scoring_trigger``: (re)create the trigger of ``model`` on ``tbl``.
+
+    In statement mode, also give the table's pages room for the write-back (``_hot_room``).
+    """
     _choice(mode, MODES, "mode")
     _choice(on_error, ON_ERROR, "on_error")
     sig = _live_signature(plpy, model)
@@ -63,18 +109,19 @@ def attach(plpy: Any, tbl: str, model: str, target: str, mode: str, on_error: st
     name = q(trigger_name(model))
     args = ", ".join(lit(a) for a in [target, on_error, *relation.primary_key])
     plpy.execute(f"DROP TRIGGER IF EXISTS {name} ON {relation.sql}")
+    done = f"{mode} trigger {trigger_name(model)} on {relation.name} scores {model} into {target}"
     if mode == "row":
         features = ", ".join(q(f) for f in sig.feature_names)
         plpy.execute(
             f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE OF {features} ON {relation.sql} "
             f"FOR EACH ROW EXECUTE FUNCTION ml.{q(model + '_trgr')}({args})"
         )
-    else:
-        plpy.execute(
-            f"CREATE TRIGGER {name} AFTER INSERT ON {relation.sql} REFERENCING NEW TABLE AS "
-            f"{TRANSITION_TABLE} FOR EACH STATEMENT EXECUTE FUNCTION ml.{q(model + '_trgs')}({args})"
-        )
-    return f"{mode} trigger {trigger_name(model)} on {relation.name} scores {model} into {target}"
+        return done
+    plpy.execute(
+        f"CREATE TRIGGER {name} AFTER INSERT ON {relation.sql} REFERENCING NEW TABLE AS "
+        f"{TRANSITION_TABLE} FOR EACH STATEMENT EXECUTE FUNCTION ml.{q(model + '_trgs')}({args})"
+    )
+    return f"{done}; {_hot_room(plpy, relation, target, fillfactor)}"
 
 
 def detach(plpy: Any, tbl: str, model: str) -> None:
