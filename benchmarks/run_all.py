@@ -17,6 +17,9 @@ BENCHMARKS = ["spark_scoring.py", "postgres_scoring.py"]
 
 
 def main() -> int:
+    if {"-h", "--help"} & set(sys.argv):
+        print(__doc__.strip() + "\n\n--collect: only gather results/*.md into RESULTS.md")
+        return 0
     failed = []
     # --collect: only gather the latest results/*.md into RESULTS.md, without running anything.
     for script in [] if "--collect" in sys.argv else BENCHMARKS:

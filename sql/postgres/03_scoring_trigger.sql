@@ -8,8 +8,8 @@ SELECT ml.attach_scoring_trigger('new_customers', 'churn', 'churn');
 INSERT INTO new_customers (id, age, tenure, plan, active) VALUES (1, 41.5, 12, 'pro', true);
 
 -- 'statement': one vectorized call per INSERT or COPY, written back by primary key.
--- The write-back is an UPDATE of every inserted row; on a table with free space in its pages
--- (e.g. CREATE TABLE ... WITH (fillfactor = 50)) those updates are HOT and cost a third less.
+-- The write-back is an UPDATE of every inserted row; attach sets the table's fillfactor to 45
+-- so those updates are HOT (no new index entries). fillfactor => NULL leaves the table alone.
 -- on_error => 'null' keeps rows the model cannot score, with a NULL score and a row in
 -- ml.scoring_errors.
 SELECT ml.attach_scoring_trigger('new_customers', 'churn', 'churn',
