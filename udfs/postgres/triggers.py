@@ -51,11 +51,6 @@ def _hot_room(plpy: Any, relation: Relation, target: str, fillfactor: int | None
     """Set the table's fillfactor to at most ``fillfactor``: what attach did, as a sentence."""
     if fillfactor is None:
         return "fillfactor left alone (fillfactor => NULL)"
-    if not 10 <= fillfactor <= 100:
-        raise InputError(
-            f"fillfactor must be between 10 and 100 (or NULL), got {fillfactor}",
-            value=fillfactor,
-        )
     row = plpy.execute(
         "SELECT (SELECT option_value::int FROM pg_options_to_table(c.reloptions) "
         "WHERE option_name = 'fillfactor') AS fillfactor, "
@@ -93,6 +88,11 @@ def attach(
     """
     _choice(mode, MODES, "mode")
     _choice(on_error, ON_ERROR, "on_error")
+    if fillfactor is not None and not 10 <= fillfactor <= 100:
+        raise InputError(
+            f"fillfactor must be between 10 and 100 (or NULL), got {fillfactor}",
+            value=fillfactor,
+        )
     sig = _live_signature(plpy, model)
     relation = Relation(plpy, tbl)
     relation.require(sig.feature_names, f"model '{model}' needs feature")
