@@ -98,21 +98,26 @@ def _guard(caught: list, function, *args) -> None:
         caught.append(exc)
 
 
+def refused_in_a_new_connection(dsn: str, statement: str, match: str) -> None:
+    """``statement`` fails with ``match`` in a fresh backend, which then still answers."""
+    fresh = connect(dsn)
+    try:
+        with pytest.raises(psycopg2.Error, match=match):
+            fresh.cursor().execute(statement)
+        alive(fresh)
+    finally:
+        fresh.close()
+
+
 def test_artifact_and_sha256_rewritten_together_are_refused(ml_dsn, db: Db) -> None:
     """An ml_admin who rewrites both cannot make a deployed function run another model."""
     db.run(
         "UPDATE ml.models m SET artifact = s.artifact, sha256 = s.sha256 FROM ml.models s "
         "WHERE m.name = 'plain' AND s.name = 'spend'"
     )
-    fresh = connect(ml_dsn)
-    try:
-        with pytest.raises(
-            psycopg2.Error, match=r"model 'plain' v1: artifact sha256 is .* refusing"
-        ):
-            fresh.cursor().execute("SELECT ml.plain(40, 3)")
-        alive(fresh)
-    finally:
-        fresh.close()
+    refused_in_a_new_connection(
+        ml_dsn, "SELECT ml.plain(40, 3)", r"model 'plain' v1: artifact sha256 is .* refusing"
+    )
     FAULTS.append("artifact and sha256 rewritten in ml.models")
 
 
@@ -147,13 +152,11 @@ def test_changed_sklearn_after_deploy_is_refused_at_first_call(ml_dsn, db: Db) -
         "UPDATE ml.models SET signature = jsonb_set(signature, '{libraries,scikit-learn}', "
         "'\"0.24.2\"') WHERE name = 'segment'"
     )
-    fresh = connect(ml_dsn)
-    try:
-        with pytest.raises(psycopg2.Error, match=r"saved with scikit-learn 0\.24\.2.*UDFS_ALLOW"):
-            fresh.cursor().execute("SELECT ml.segment(40, 3, 'pro', true)")
-        alive(fresh)
-    finally:
-        fresh.close()
+    refused_in_a_new_connection(
+        ml_dsn,
+        "SELECT ml.segment(40, 3, 'pro', true)",
+        r"saved with scikit-learn 0\.24\.2.*UDFS_ALLOW",
+    )
     FAULTS.append("model's scikit-learn changed after deploy: refused at first call")
 
 
