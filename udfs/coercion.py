@@ -25,6 +25,9 @@ _FALSE_WORDS = ("false", "f", "no", "n", "0", "0.0", "off")
 _NUMBER = r"[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])"
 _BOOL_WORDS = {**dict.fromkeys(_TRUE_WORDS, True), **dict.fromkeys(_FALSE_WORDS, False)}
 
+# What pandas infers for an object column that may hold bytes.
+_MAYBE_BINARY = ("bytes", "mixed", "mixed-integer", "unknown-array")
+
 Column = pd.Series | np.ndarray | Sequence[Any]
 
 
@@ -52,6 +55,7 @@ def _fail(model: str, feature: Feature, series: pd.Series, bad: np.ndarray, why:
         expected=feature.type,
         value=repr(value),
         row=row,
+        reason=why,
     )
 
 
@@ -173,4 +177,14 @@ def coerce(model: str, feature: Feature, values: Column) -> tuple[np.ndarray, np
     >>> coerce("m", Feature("age", "double"), [1, None])[1].tolist()
     [False, True]
     """
-    return COERCERS[feature.type](model, feature, as_series(values))
+    series = as_series(values)
+    if series.dtype == object and pd.api.types.infer_dtype(series, skipna=True) in _MAYBE_BINARY:
+        # Binary values (a bytea column) are no feature type's text: refuse them by name
+        # rather than decode them (b"12" is not 12, and b"\\xff" is not UTF-8).
+        binary = series.map(_is_binary).to_numpy(dtype=bool)
+        _check(model, feature, series, binary, "binary data (bytea) is not accepted: cast it")
+    return COERCERS[feature.type](model, feature, series)
+
+
+def _is_binary(value: Any) -> bool:
+    return isinstance(value, bytes | bytearray | memoryview)

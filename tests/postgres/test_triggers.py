@@ -112,7 +112,20 @@ def test_on_error_null_keeps_every_row_and_records_each_error(db: Db, trained, m
     )
     assert [e[0] for e in errors] == [{"id": 2}, {"id": 4}]
     assert {(e[1], e[2]) for e in errors} == {("plain", 1)}
-    assert "column 'age' expects double, got 'abc'" in errors[0][3]
+    # By default the rejected value is not kept: only what went wrong, and where.
+    assert errors[0][3].startswith("InputError: model 'plain': column 'age' expects double")
+    assert "abc" not in errors[0][3]
+    db.run("INSERT INTO ml.settings VALUES ('errors_keep_values', 'on')")
+    try:
+        db.run(f"INSERT INTO {table} VALUES (5, 'secret', 1)")
+    finally:
+        db.run("DELETE FROM ml.settings WHERE key = 'errors_keep_values'")
+    error, value = db.rows(
+        "SELECT error, value FROM ml.scoring_errors WHERE table_name = %s ORDER BY id DESC LIMIT 1",
+        f"public.{table}",
+    )[0]
+    assert "column 'age' expects double, got 'secret'" in error
+    assert value == "'secret'"
 
 
 def test_detach_removes_the_trigger(db: Db, rows) -> None:

@@ -65,9 +65,14 @@ def _which(result: list, probabilities: dict) -> object:
     return "mixed"
 
 
-def _score(dsn, probabilities, live, stop, log, worker) -> None:
+def _score(dsn, probabilities, live, stop, log, worker, ready) -> None:
     conn = connect(dsn)
     with conn.cursor() as cur:
+        # Warm up first (imports and the model load take seconds on a busy machine), so that
+        # every connection scores while the switches happen, not only before them.
+        cur.execute(STATEMENTS["scalar"])
+        cur.execute(STATEMENTS["batch"])
+        ready.wait()
         n = 0
         while not stop.is_set():
             kind = "scalar" if n % 2 == 0 else "batch"
@@ -86,13 +91,15 @@ def test_redeploys_under_load(ml_dsn, db: Db, versions) -> None:
     store, probabilities = versions
     live = [1]  # the live version after each committed switch
     stop, log = threading.Event(), []
+    ready = threading.Barrier(SCORERS + 1, timeout=120)
     workers = [
-        threading.Thread(target=_score, args=(ml_dsn, probabilities, live, stop, log, i))
+        threading.Thread(target=_score, args=(ml_dsn, probabilities, live, stop, log, i, ready))
         for i in range(SCORERS)
     ]
     for worker in workers:
         worker.start()
     try:
+        ready.wait()
         time.sleep(PAUSE)
         for _ in range(CYCLES):
             live.append(deploy(db.conn, "hot", 2, store=store))

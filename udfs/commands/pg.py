@@ -30,11 +30,18 @@ def pg() -> None:
 
 @pg.command("up")
 @root_option
-def up_cmd(root: Path | None) -> None:
+@click.option(
+    "--auth",
+    type=click.Choice(["trust", "password"]),
+    default=None,
+    help="For a new cluster: trust (default; any local OS user connects as any role, for "
+    "development only) or password (SCRAM; the DSN names a private password file).",
+)
+def up_cmd(root: Path | None, auth: str | None) -> None:
     """Start the embedded cluster (creating it if needed) and print its DSN."""
     from udfs.postgres.cluster import LocalCluster
 
-    click.echo(LocalCluster(root or default_root()).up())
+    click.echo(LocalCluster(root or default_root(), auth=auth).up())
 
 
 @pg.command("down")

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pwd
+import secrets
 import shlex
 import shutil
 import socket
@@ -65,8 +66,17 @@ def postgres_can_read(path: Path) -> bool:
     return test.returncode == 0
 
 
+AUTH_METHODS = ("trust", "password")
+PASSFILE = "pgpass"
+
+
 class LocalCluster:
-    """A PostgreSQL cluster owned by one project, with trust auth on 127.0.0.1 only.
+    """A PostgreSQL cluster owned by one project, listening on 127.0.0.1 only.
+
+    ``auth`` is chosen when the cluster is created: ``trust`` (the development default: any
+    local OS user can connect as any role, superuser included) or ``password`` (SCRAM; the
+    superuser's random password is kept in ``<root>/pgpass``, mode 600, which the DSN names
+    with libpq's ``passfile`` parameter, so no secret is ever printed).
 
     ``root`` holds ``cluster.json`` (port and location), and normally ``data/``, the log and
     the socket. When the server user cannot reach ``root`` (a project under ``/root``, mode 700)
@@ -78,14 +88,26 @@ class LocalCluster:
 
     #: Server settings, passed to pg_ctl so that postgresql.conf stays as initdb wrote it.
     SETTINGS: ClassVar[Mapping[str, str]] = {
-        "listen_addresses": "127.0.0.1",  # auth is trust: never reachable from another machine
+        "listen_addresses": "127.0.0.1",  # trust auth: never reachable from another machine
         "max_connections": "50",  # each backend holds its own sklearn and models
         "shared_buffers": "128MB",
     }
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, auth: str | None = None) -> None:
+        if auth is not None and auth not in AUTH_METHODS:
+            raise ConfigError(f"auth must be one of {', '.join(AUTH_METHODS)}, got {auth!r}")
         self.root = Path(root).absolute()
         self.state_file = self.root / "cluster.json"
+        self.auth = auth
+
+    @property
+    def passfile(self) -> Path:
+        return self.root / PASSFILE
+
+    def _dsn(self, port: int) -> str:
+        if self._state().get("auth") == "password":
+            return f"{_dsn(port)}?passfile={self.passfile}"
+        return _dsn(port)
 
     @property
     def base(self) -> Path:
@@ -109,25 +131,54 @@ class LocalCluster:
 
     def up(self) -> str:
         """Create the cluster if needed, start it unless it runs, and return its DSN."""
+        created = self._state().get("auth", "trust")
+        if self.auth is not None and self.auth != created and self._state().get("base"):
+            raise ConfigError(
+                f"the cluster in {self.root} was created with {created} authentication; to use "
+                f"{self.auth}, stop it and delete {self.root} (its data goes with it)"
+            )
         if running := self._postmaster():
-            return _dsn(running[1])
+            return self._dsn(running[1])
         bindir = find_binaries()
         base = self._prepare_base()
         if not (base / "data" / "PG_VERSION").is_file():
-            initdb = [str(bindir / "initdb"), "-D", str(base / "data"), "--auth=trust"]
-            initdb += ["-U", "postgres", "--encoding=UTF8", "--locale=C.UTF-8"]
-            _run(_server_cmd(initdb), "initdb")
+            self._initdb(bindir, base)
         saved = self._state().get("port")
         for attempt in range(3):
             port = _pick_port(saved if attempt == 0 else None)
             try:
                 self._start(bindir, base, port)
-                return _dsn(port)
+                return self._dsn(port)
             except ConfigError as exc:
                 # Another program can take the port between the probe and the server's bind.
                 if attempt == 2 or "already in use" not in str(exc):
                     raise
         raise AssertionError("unreachable")
+
+    def _initdb(self, bindir: Path, base: Path) -> None:
+        auth = self.auth or "trust"
+        initdb = [str(bindir / "initdb"), "-D", str(base / "data")]
+        initdb += ["-U", "postgres", "--encoding=UTF8", "--locale=C.UTF-8"]
+        if auth == "trust":
+            _run(_server_cmd([*initdb, "--auth=trust"]), "initdb")
+        else:
+            password = secrets.token_urlsafe(24)
+            # initdb reads the password from a file the server user can read; it lives only
+            # for the call. The client's copy is a libpq password file, private to us.
+            pwfile = base / "initdb-password"
+            pwfile.write_text(password + "\n")
+            uid, gid = _server_ids()
+            os.chown(pwfile, uid, gid)
+            pwfile.chmod(0o600)
+            try:
+                initdb += ["--auth=scram-sha-256", f"--pwfile={pwfile}"]
+                _run(_server_cmd(initdb), "initdb")
+            finally:
+                pwfile.unlink(missing_ok=True)
+            self.passfile.touch(mode=0o600)
+            self.passfile.chmod(0o600)
+            self.passfile.write_text(f"127.0.0.1:*:*:postgres:{password}\n")
+        self._save_state(auth=auth)
 
     def _start(self, bindir: Path, base: Path, port: int) -> None:
         self._save_state(base=str(base), port=port)
@@ -162,7 +213,7 @@ class LocalCluster:
         return {
             "running": running is not None,
             "port": port,
-            "dsn": _dsn(port) if port is not None else None,
+            "dsn": self._dsn(port) if port is not None else None,
             "pid": running[0] if running else None,
             "data_dir": str(self.data_dir),
             "log_file": str(self.log_file),

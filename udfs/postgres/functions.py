@@ -43,12 +43,21 @@ RESERVED_NAMES = frozenset(
     }
 )
 
+# Every function in ml runs with this search_path, whatever its caller's: a look-alike function
+# or operator in a schema the caller can write to must never be what udfs's SQL calls.
+PINNED = "SET search_path = pg_catalog, pg_temp"
+
 PREAMBLE = """\
 rt = GD.get("udfs.runtime")
 if rt is None:
     plpy.execute("SELECT ml._bootstrap()")
     rt = GD["udfs.runtime"]
 """
+
+
+def unnest_each(arrays: list[str]) -> str:
+    """``unnest(a, b)`` in a FROM clause, spelled out so each call is schema-qualified."""
+    return ", ".join(f"pg_catalog.unnest({a})" for a in arrays)
 
 
 def proba_type(signature: Signature) -> str | None:
@@ -80,7 +89,7 @@ def batch_sql(signature: Signature, arrays: str, key: bool = True) -> str:
         arrays_sql.append(f"c.probabilities::{proba}[]")
     return (
         f"SELECT {', '.join([selects[0]] + [f'{e} AS {n}' for e, n in zip(selects[1:], names[1:], strict=True)])} "
-        f"FROM {arrays} c CROSS JOIN LATERAL unnest({', '.join(arrays_sql)}) "
+        f"FROM {arrays} c CROSS JOIN LATERAL ROWS FROM ({unnest_each(arrays_sql)}) "
         f"WITH ORDINALITY AS u({', '.join(names)}, ml_n)"
     )
 
@@ -166,7 +175,7 @@ def statements(plpy: Any, signature: Signature, version: int, sha256: str) -> li
         # Not PARALLEL SAFE: the first call loads the model through SPI.
         out.append(
             f"CREATE OR REPLACE FUNCTION {function}({definition}) RETURNS {returns} "
-            f"LANGUAGE {language} {volatility} PARALLEL UNSAFE AS {lit(body)}"
+            f"LANGUAGE {language} {volatility} PARALLEL UNSAFE {PINNED} AS {lit(body)}"
         )
         procedure = f"{function}({', '.join(t for _, t, _ in arguments)})"
         out.append(f"REVOKE ALL ON FUNCTION {procedure} FROM PUBLIC")
@@ -183,8 +192,8 @@ def _drop_changed(plpy: Any, signature: Signature) -> None:
     }
     query = (
         "SELECT p.oid::regprocedure::text AS proc, p.proname, "
-        "oidvectortypes(p.proargtypes) AS args, "
-        "format_type(p.prorettype, NULL) AS returns FROM pg_proc p "
+        "pg_catalog.oidvectortypes(p.proargtypes) AS args, "
+        "pg_catalog.format_type(p.prorettype, NULL) AS returns FROM pg_catalog.pg_proc p "
         "WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = ANY($1)"
     )
     plan = plpy.prepare(query, ["text[]"])

@@ -7,6 +7,9 @@ and boolean columns as binary-packed ``bytea`` (``float8send``/``int8send``, dec
 array (``array_agg(k)::text``): one Python string, handed back to SQL untouched.
 
 Chunks are ranges of heap blocks read in ``ctid`` order.
+
+Every function the queries call is schema-qualified, and they run in functions whose
+search_path is pinned to ``pg_catalog, pg_temp``, so no look-alike in another schema is called.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from udfs.signature import Signature
 # Column types that are read binary-packed, per feature type: exact conversions only.
 _FLOAT_SOURCES = {"double precision", "real", "integer", "smallint", "bigint"}
 _INT_SOURCES = {"bigint", "integer", "smallint"}
-_HEX = "decode('{}', 'hex')"
+_HEX = "pg_catalog.decode('{}', 'hex')"
+_AGG = "pg_catalog.string_agg"
 _NAN = _HEX.format("7ff8000000000000")  # a NULL double travels as NaN: the core's NULL
 
 
@@ -32,22 +36,25 @@ class Relation:
 
     def __init__(self, plpy: Any, regclass: str) -> None:
         rows = plpy.execute(
-            "SELECT c.oid::bigint AS oid, n.nspname, c.relname, c.relkind FROM pg_class c "
-            f"JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = {plpy.quote_literal(regclass)}::regclass"
+            "SELECT c.oid::bigint AS oid, n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c "
+            "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+            f"WHERE c.oid = {plpy.quote_literal(regclass)}::pg_catalog.regclass"
         )
         row = rows[0]
         self.oid, self.kind = row["oid"], row["relkind"]
         self.name = f"{row['nspname']}.{row['relname']}"
         self.sql = f"{plpy.quote_ident(row['nspname'])}.{plpy.quote_ident(row['relname'])}"
         columns = plpy.execute(
-            "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute "
-            f"WHERE attrelid = {int(self.oid)} AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
+            "SELECT attname, pg_catalog.format_type(atttypid, atttypmod) AS type "
+            f"FROM pg_catalog.pg_attribute WHERE attrelid = {int(self.oid)}::pg_catalog.oid "
+            "AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
         )
         self.types = {c["attname"]: c["type"] for c in columns}
         keys = plpy.execute(
-            "SELECT a.attname FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-            f"AND a.attnum = ANY(i.indkey) WHERE i.indrelid = {int(self.oid)} AND i.indisprimary "
-            "ORDER BY array_position(i.indkey, a.attnum)"
+            "SELECT a.attname FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
+            "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) "
+            f"WHERE i.indrelid = {int(self.oid)}::pg_catalog.oid AND i.indisprimary "
+            "ORDER BY pg_catalog.array_position(i.indkey::pg_catalog.int2[], a.attnum)"
         )
         self.primary_key = [k["attname"] for k in keys]
 
@@ -99,22 +106,22 @@ def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[lis
         enc = _encoding(f.type, relation.types[f.name])
         encodings.append(enc)
         if enc == "f8":
-            doubles.append(f"coalesce(float8send({c}::float8), {_NAN})")
+            doubles.append(f"coalesce(pg_catalog.float8send({c}::pg_catalog.float8), {_NAN})")
         elif enc == "i8":
-            sql.append(f"string_agg(int8send(coalesce({c}::int8, 0)), ''::bytea)")
+            sql.append(f"{_AGG}(pg_catalog.int8send(coalesce({c}::pg_catalog.int8, 0)), ''::bytea)")
             sql.append(
-                f"string_agg(CASE WHEN {c} IS NULL THEN {_HEX.format('01')} "
+                f"{_AGG}(CASE WHEN {c} IS NULL THEN {_HEX.format('01')} "
                 f"ELSE {_HEX.format('00')} END, ''::bytea)"
             )
         elif enc == "b":
             sql.append(
-                f"string_agg(CASE WHEN {c} THEN {_HEX.format('01')} WHEN NOT {c} THEN "
+                f"{_AGG}(CASE WHEN {c} THEN {_HEX.format('01')} WHEN NOT {c} THEN "
                 f"{_HEX.format('00')} ELSE {_HEX.format('02')} END, ''::bytea)"
             )
         else:
-            sql.append(f"array_agg({c})")
+            sql.append(f"pg_catalog.array_agg({c})")
     if doubles:
-        sql.append(f"string_agg({' || '.join(doubles)}, ''::bytea)")
+        sql.append(f"{_AGG}({' || '.join(doubles)}, ''::bytea)")
     return encodings, [f"{expr} AS a{i}" for i, expr in enumerate(sql)]
 
 
@@ -191,12 +198,14 @@ def read_chunk(
     columns += [f"{k} AS ml_k{i}" for i, k in enumerate(keys)]
     by_ctid = source_sql is None and relation.has_ctid_ranges
     order = " ORDER BY s.ctid" if by_ctid else ""
-    selects += [f"array_agg(s.ml_k{i}{order})::text AS ml_k{i}" for i in range(len(keys))]
+    selects += [
+        f"pg_catalog.array_agg(s.ml_k{i}{order})::text AS ml_k{i}" for i in range(len(keys))
+    ]
     if by_ctid:
         columns.append("ctid")
-        selects.append("string_agg(tidsend(s.ctid), ''::bytea) AS ml_tids")
+        selects.append(f"{_AGG}(pg_catalog.tidsend(s.ctid), ''::bytea) AS ml_tids")
     query = (
-        f"SELECT count(*) AS ml_n, {', '.join(selects)} FROM "
+        f"SELECT pg_catalog.count(*) AS ml_n, {', '.join(selects)} FROM "
         f"(SELECT {', '.join(columns)} FROM {source_sql or relation.sql}{where}) s"
     )
     row = plpy.execute(query)[0]
@@ -215,13 +224,14 @@ def block_ranges(
     if not relation.has_ctid_ranges:
         return [(None, None)]
     stats = plpy.execute(
-        f"SELECT pg_relation_size({int(relation.oid)}) / current_setting('block_size')::bigint "
-        f"AS blocks, reltuples FROM pg_class WHERE oid = {int(relation.oid)}"
+        f"SELECT pg_catalog.pg_relation_size({int(relation.oid)}::pg_catalog.regclass) "
+        "/ pg_catalog.current_setting('block_size')::bigint AS blocks, reltuples "
+        f"FROM pg_catalog.pg_class WHERE oid = {int(relation.oid)}::pg_catalog.oid"
     )[0]
     blocks = int(stats["blocks"])
     rows = stats["reltuples"]
     if rows is None or rows < 0:  # never analyzed
-        rows = plpy.execute(f"SELECT count(*) AS n FROM {relation.sql}")[0]["n"]
+        rows = plpy.execute(f"SELECT pg_catalog.count(*) AS n FROM {relation.sql}")[0]["n"]
     per_chunk = max(1, int(blocks * max(chunk_rows, 1) // max(rows, 1)))
     return [(lo, min(lo + per_chunk, blocks)) for lo in range(0, max(blocks, 1), per_chunk)]
 

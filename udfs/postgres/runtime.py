@@ -57,50 +57,59 @@ def start() -> None:
     threadpool_limits(1)
 
 
-def info() -> str:
-    """Versions and paths seen inside the backend, as JSON (``ml.runtime_info()``)."""
+def info(paths: bool = False) -> str:
+    """Versions seen inside the backend, as JSON (``ml.runtime_info()``).
+
+    ``paths``: also where udfs was imported from (shown to superusers only: server paths help
+    an attacker more than a user).
+    """
     import sklearn
 
     import udfs
 
-    return json.dumps(
-        {
-            "python": sys.version.split()[0],
-            "scikit-learn": sklearn.__version__,
-            "numpy": np.__version__,
-            "pandas": pd.__version__,
-            "udfs": udfs.__version__,
-            "udfs_path": os.path.dirname(udfs.__file__),
-            "threads": os.environ.get("OPENBLAS_NUM_THREADS"),
-        }
-    )
+    seen = {
+        "python": sys.version.split()[0],
+        "scikit-learn": sklearn.__version__,
+        "numpy": np.__version__,
+        "pandas": pd.__version__,
+        "udfs": udfs.__version__,
+        "threads": os.environ.get("OPENBLAS_NUM_THREADS"),
+    }
+    if paths:
+        seen["udfs_path"] = os.path.dirname(udfs.__file__)
+    return json.dumps(seen)
+
+
+def _prepared(plpy: Any, GD: dict, key: str, query: str, types: list[str]) -> Any:
+    plan = GD.get(key)
+    if plan is None:
+        plan = GD[key] = plpy.prepare(query, types)
+    return plan
 
 
 def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
-    """The model ``name`` at ``version``, from the cache or from ``ml.models``.
+    """The model ``name`` at ``version``, from the cache or, while it is live, from ml.models.
 
-    The sha256 compared is the one embedded in the calling function at deploy time, not the
-    one stored beside the artifact, so rewriting both in ``ml.models`` is still refused.
+    ``ml._live_artifact`` hands out the bytes only while (version, sha256) is the version live
+    in the calling statement's snapshot, so a version that was uploaded but never deployed is
+    never loaded. The sha256 compared is the one ``ml.deploy`` recorded in ``ml.deployments``
+    (which nobody below a superuser can rewrite), not the one stored beside the artifact.
     """
     cache = GD.setdefault(MODELS_KEY, {})
     key = (name, version, sha256)
     loaded = cache.get(key)
     if loaded is not None:
         return loaded
-    plan = GD.get("udfs.plan.artifact")
-    if plan is None:
-        query = "SELECT artifact, signature FROM ml._artifact($1, $2)"
-        plan = GD["udfs.plan.artifact"] = plpy.prepare(query, ["text", "integer"])
-    rows = plan.execute([name, version])
-    if not rows:
-        raise ModelNotFoundError(
-            f"model '{name}' v{version} is not in ml.models; redeploy it with udfs pg deploy",
-            model=name,
-        )
-    signature = Signature.from_json(rows[0]["signature"]).with_identity(
-        version=version, sha256=sha256
-    )
-    model = load_bytes(bytes(rows[0]["artifact"]), signature)
+    live = _live_row(plpy, GD, name)
+    if live is None or (live["version"], live["sha256"]) != (version, sha256):
+        return load(plpy, GD, name, *_live_identity(name, live))
+    query = "SELECT ml._live_artifact($1, $2, $3) AS artifact"
+    plan = _prepared(plpy, GD, "udfs.plan.artifact", query, ["text", "integer", "text"])
+    artifact = plan.execute([name, version, sha256])[0]["artifact"]
+    if artifact is None:  # undeployed between the two queries: cannot happen in one snapshot
+        raise ModelNotFoundError(f"model '{name}' v{version} is not live", model=name)
+    signature = Signature.from_json(live["signature"]).with_identity(version=version, sha256=sha256)
+    model = load_bytes(bytes(artifact), signature)
     # Older versions of the same model are not called again by this backend: free them.
     for old in [k for k in cache if k[0] == name]:
         del cache[old]
@@ -116,6 +125,21 @@ def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
     return loaded
 
 
+def _live_row(plpy: Any, GD: dict, name: str) -> dict | None:
+    query = "SELECT version, sha256, signature FROM ml._live($1)"
+    rows = _prepared(plpy, GD, "udfs.plan.live", query, ["text"]).execute([name])
+    return rows[0] if rows else None
+
+
+def _live_identity(name: str, live: dict | None) -> tuple[int, str]:
+    if live is None:
+        raise ModelNotFoundError(
+            f"model '{name}' is not deployed in this database: deploy it with udfs pg deploy",
+            model=name,
+        )
+    return live["version"], live["sha256"]
+
+
 def scalar(
     plpy: Any, GD: dict, name: str, version: int, sha256: str, method: str, args: list
 ) -> Any:
@@ -123,32 +147,25 @@ def scalar(
     cache = GD.get(MODELS_KEY)
     loaded = cache.get((name, version, sha256)) if cache else None
     if loaded is None:
-        loaded = _statement_version(plpy, GD, name, version, sha256)
+        loaded = _statement_version(plpy, GD, name)
     if method == "predict":
         return loaded.rows.predict(args)
     return loaded.rows.predict_proba(args)
 
 
-def _statement_version(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
-    """The version the calling statement scores with, when ``version`` is not the cached one.
+def _statement_version(plpy: Any, GD: dict, name: str) -> Loaded:
+    """The version the calling statement scores with: the one live in its snapshot.
 
     A redeploy replaces the function's body, and a backend picks the new body up when it
     processes catalog invalidations: that can happen in the middle of a statement (at the SPI
     call that loads a model), while the statement's snapshot still predates the deploy. The
     statement then keeps the version live in its snapshot (the generated functions are STABLE,
     so this query uses it): it never mixes two versions, nor looks for an artifact its snapshot
-    cannot see. A statement that starts after the deploy sees the new version in both.
-    ``ml.deployments`` holds the sha256 ``ml.deploy`` recorded, which ``ml_admin`` cannot
-    rewrite: a tampered artifact is still refused.
+    cannot see. A statement that starts after the deploy sees the new version in both. The
+    version and sha256 a function embeds (or a caller passes) only name the cache entry to try
+    first: they never choose what is loaded.
     """
-    plan = GD.get("udfs.plan.live")
-    if plan is None:
-        query = "SELECT version, sha256 FROM ml._live($1)"
-        plan = GD["udfs.plan.live"] = plpy.prepare(query, ["text"])
-    rows = plan.execute([name])
-    if rows:
-        version, sha256 = rows[0]["version"], rows[0]["sha256"]
-    return load(plpy, GD, name, version, sha256)
+    return load(plpy, GD, name, *_live_identity(name, _live_row(plpy, GD, name)))
 
 
 def deploy(plpy: Any, name: str, version: int) -> int:
@@ -170,7 +187,7 @@ def score_arrays(plpy: Any, GD: dict, name: str, version: int, sha256: str, *arg
     from udfs.postgres import tables
 
     # One query per call: the version live in the statement's snapshot (see _statement_version).
-    loaded = _statement_version(plpy, GD, name, version, sha256)
+    loaded = _statement_version(plpy, GD, name)
     return tables.score_arrays(plpy, loaded, *args)
 
 

@@ -37,13 +37,13 @@ def _score(conn: Any, model, source, target, keep_columns, chunk_rows, progress)
         with conn.cursor() as cur:
             cur.execute(
                 "SELECT source_table::text, block_from, block_to "
-                "FROM ml._score_plan(%s, %s, %s, %s, %s)",
+                "FROM ml._score_plan(%s, %s, %s, %s, %s, pg_catalog.current_schema())",
                 (model, source, target, keep_columns, chunk_rows),
             )
             chunks = cur.fetchall()
             for done, (table, lo, hi) in enumerate(chunks, start=1):
                 cur.execute(
-                    "SELECT ml._score_chunk(%s, %s, %s, %s, %s, %s)",
+                    "SELECT ml._score_chunk(%s, %s, %s, %s, %s, %s, pg_catalog.current_schema())",
                     (model, table, target, keep_columns, lo, hi),
                 )
                 rows = cur.fetchone()[0]

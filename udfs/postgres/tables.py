@@ -89,9 +89,18 @@ def batch_rows(plpy: Any, loaded: Any, *args: Any) -> list[tuple]:
 
 
 def score_plan(
-    plpy: Any, model: str, source: str, target: str, keep: list | None, chunk_rows: int
+    plpy: Any,
+    model: str,
+    source: str,
+    target: str,
+    keep: list | None,
+    chunk_rows: int,
+    target_schema: str | None = None,
 ) -> list[tuple]:
-    """Create ``target`` and return the chunks ``score_chunk`` fills it with."""
+    """Create ``target`` and return the chunks ``score_chunk`` fills it with.
+
+    An unqualified ``target`` goes into ``target_schema`` (the caller's current schema).
+    """
     sig = _live_signature(plpy, model)
     relation = Relation(plpy, source)
     keep = _keep(relation, keep)
@@ -99,7 +108,7 @@ def score_plan(
         plpy.execute("DROP TABLE IF EXISTS pg_temp.ml_score_source")
         plpy.execute(f"CREATE TEMP TABLE ml_score_source AS SELECT * FROM {relation.sql}")
         relation = Relation(plpy, "pg_temp.ml_score_source")
-    target_sql = _target(plpy, target)
+    target_sql = _target(plpy, target, target_schema)
     kept = ", ".join(plpy.quote_ident(c) for c in keep)
     plpy.execute(f"CREATE TABLE {target_sql} AS SELECT {kept} FROM {relation.sql} WITH NO DATA")
     plpy.execute(f"ALTER TABLE {target_sql} ADD COLUMN prediction {PG_TYPES[sig.label_type]}")
@@ -116,6 +125,7 @@ def score_chunk(
     keep: list | None,
     lo: int | None,
     hi: int | None,
+    target_schema: str | None = None,
 ) -> int:
     """Insert one chunk's kept columns and predictions into ``target``, in one statement.
 
@@ -135,7 +145,7 @@ def score_chunk(
         f"{lit(relation.sql)}::regclass, NULL, {bounds})"
     )
     statement = (
-        f"INSERT INTO {_target(plpy, target)} ({kept}, {', '.join(outputs)}) "
+        f"INSERT INTO {_target(plpy, target, target_schema)} ({kept}, {', '.join(outputs)}) "
         f"SELECT {', '.join(f's.{q(c)}' for c in keep)}, {', '.join('b.' + o for o in outputs)} "
         f"FROM (SELECT {kept}, row_number() OVER ({order}) AS ml_rn "
         f"FROM {relation.sql}{block_where(lo, hi)}) s "
@@ -153,9 +163,22 @@ def _keep(relation: Relation, keep: list | None) -> list[str]:
     return keep
 
 
-def _target(plpy: Any, target: str) -> str:
-    """``target`` parsed as SQL would parse a table name: quote odd names as "my table"."""
-    parts = plpy.execute(f"SELECT parse_ident({plpy.quote_literal(target)}) AS p")[0]["p"]
+def _target(plpy: Any, target: str, schema: str | None) -> str:
+    """``target`` parsed as SQL would parse a table name: quote odd names as "my table".
+
+    The functions run with a pinned search_path, so an unqualified name is qualified with
+    ``schema``, the caller's current schema.
+    """
+    query = f"SELECT pg_catalog.parse_ident({plpy.quote_literal(target)}) AS p"
+    parts = plpy.execute(query)[0]["p"]
+    if len(parts) == 1:
+        if schema is None:
+            raise InputError(
+                f"target '{target}' names no schema and the caller has no current schema "
+                "(nothing on its search_path exists): qualify it, e.g. public.scores",
+                value=target,
+            )
+        parts = [schema, *parts]
     return ".".join(plpy.quote_ident(p) for p in parts)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 from udfs import scoring
 from udfs.errors import InputError, ScoringError, UdfsError
 from udfs.postgres.arrays import array_text
-from udfs.postgres.functions import PG_TYPES
+from udfs.postgres.functions import PG_TYPES, unnest_each
 from udfs.postgres.reader import Chunk, Relation, read_chunk
 from udfs.postgres.tables import _live_signature
 
@@ -52,13 +52,13 @@ def _hot_room(plpy: Any, relation: Relation, target: str, fillfactor: int | None
     if fillfactor is None:
         return "fillfactor left alone (fillfactor => NULL)"
     row = plpy.execute(
-        "SELECT (SELECT option_value::int FROM pg_options_to_table(c.reloptions) "
+        "SELECT (SELECT option_value::int FROM pg_catalog.pg_options_to_table(c.reloptions) "
         "WHERE option_name = 'fillfactor') AS fillfactor, "
-        "pg_has_role(c.relowner, 'USAGE') AS owner, "
-        "EXISTS (SELECT 1 FROM pg_index i JOIN pg_attribute a ON a.attrelid = i.indrelid "
-        "AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
+        "pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owner, "
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
+        "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
         f"AND a.attname = {plpy.quote_literal(target)}) AS indexed "
-        f"FROM pg_class c WHERE c.oid = {int(relation.oid)}"
+        f"FROM pg_catalog.pg_class c WHERE c.oid = {int(relation.oid)}::pg_catalog.oid"
     )[0]
     if row["indexed"]:
         return f"write-backs are not HOT: {target} is indexed"
@@ -128,7 +128,7 @@ def detach(plpy: Any, tbl: str, model: str) -> None:
     """``ml.detach_scoring_trigger``: drop the trigger of ``model`` on ``tbl``."""
     relation = Relation(plpy, tbl)
     found = plpy.execute(
-        f"SELECT 1 FROM pg_trigger WHERE tgrelid = {int(relation.oid)} "
+        f"SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = {int(relation.oid)}::pg_catalog.oid "
         f"AND tgname = {plpy.quote_literal(trigger_name(model))}"
     )
     if not found:
@@ -136,13 +136,52 @@ def detach(plpy: Any, tbl: str, model: str) -> None:
     plpy.execute(f"DROP TRIGGER {plpy.quote_ident(trigger_name(model))} ON {relation.sql}")
 
 
-def _record(plpy: Any, table: str, key: Any, loaded: Any, error: Exception) -> None:
+def error_text(exc: UdfsError, keep_values: bool) -> tuple[str, str | None]:
+    """What ``ml.scoring_errors`` keeps of a row's error: a message and, if allowed, the value.
+
+    Without ``keep_values`` the message is rebuilt from the error's structured details (model,
+    column, expected type, reason), so no value of the row, nor anything a model's own message
+    quotes, reaches a table that many roles may read.
+    """
+    if keep_values:
+        return exc.message, exc.details.get("value")
+    details = exc.details
+    text = f"{type(exc).__name__}: model '{details.get('model', '?')}'"
+    if "column" in details:
+        text += f": column '{details['column']}'"
+    if "expected" in details:
+        text += f" expects {details['expected']}"
+    if "reason" in details:
+        text += f": {details['reason']}"
+    return text + " (value withheld; ml.settings errors_keep_values = on records it)", None
+
+
+def _record(plpy: Any, table_oid: int, failures: list[tuple[Any, UdfsError]], loaded: Any) -> None:
+    """Insert one row per failed row into ``ml.scoring_errors``, in one statement.
+
+    The insert runs as the user whose statement fired the trigger; the table's row-level policy
+    accepts it only for a table that user writes to and that has this model's trigger.
+    """
+    if not failures:
+        return
     plan = _plans.get("record")
     if plan is None:
-        query = "SELECT ml._record_error($1, $2::jsonb, $3, $4, $5)"
-        plan = _plans["record"] = plpy.prepare(query, ["text", "text", "text", "integer", "text"])
-    key_json = None if key is None else json.dumps(key, default=str)
-    plan.execute([table, key_json, loaded.name, loaded.version, str(error)])
+        query = (
+            "INSERT INTO ml.scoring_errors (table_oid, key, model, version, error, value) "
+            "SELECT $1, u.k::pg_catalog.jsonb, $2, $3, u.e, u.v "
+            f"FROM ROWS FROM ({unnest_each(['$4::text[]', '$5::text[]', '$6::text[]'])}) AS u(k, e, v)"
+        )
+        types = ["oid", "text", "integer", "text[]", "text[]", "text[]"]
+        _plans["keep"] = plpy.prepare("SELECT ml._keep_error_values() AS keep")
+        plan = _plans["record"] = plpy.prepare(query, types)
+    keep_values = bool(_plans["keep"].execute()[0]["keep"])
+    keys, errors, values = [], [], []
+    for key, exc in failures:
+        keys.append(None if key is None else json.dumps(key, default=str))
+        message, value = error_text(exc, keep_values)
+        errors.append(message)
+        values.append(value)
+    plan.execute([table_oid, loaded.name, loaded.version, keys, errors, values])
 
 
 def _in_context(exc: UdfsError, table: str) -> UdfsError:
@@ -157,10 +196,10 @@ def on_row(plpy: Any, TD: dict, loaded: Any) -> str:
     try:
         new[target] = loaded.rows.predict([new[n] for n in loaded.signature.feature_names])
     except ROW_ERRORS as exc:
-        table = f"{TD['table_schema']}.{TD['table_name']}"
         if on_error == "raise":
-            raise _in_context(exc, table) from exc
-        _record(plpy, table, {k: new[k] for k in key_columns} or None, loaded, exc)
+            raise _in_context(exc, f"{TD['table_schema']}.{TD['table_name']}") from exc
+        key = {k: new[k] for k in key_columns} or None
+        _record(plpy, int(TD["relid"]), [(key, exc)], loaded)
         new[target] = None
     return "MODIFY"
 
@@ -173,16 +212,17 @@ def _row_values(columns: list[Any], i: int) -> list[Any]:
     return values
 
 
-def _one_by_one(plpy: Any, loaded: Any, chunk: Chunk, keys_sql: str, table: str) -> list:
+def _one_by_one(plpy: Any, loaded: Any, chunk: Chunk, keys_sql: str, table_oid: int) -> list:
     """Score row by row: failed rows get None and a row in ml.scoring_errors."""
     keys = [json.loads(r["k"]) for r in plpy.execute(keys_sql)]
-    out = []
+    out, failures = [], []
     for i in range(chunk.size):
         try:
             out.append(loaded.rows.predict(_row_values(chunk.columns, i)))
         except ROW_ERRORS as exc:
-            _record(plpy, table, keys[i], loaded, exc)
+            failures.append((keys[i], exc))
             out.append(None)
+    _record(plpy, table_oid, failures, loaded)
     return out
 
 
@@ -214,17 +254,20 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
             raise _in_context(exc, table) from exc
         pairs = ", ".join(f"{lit(k)}, u.{n}" for k, n in zip(key_columns, names, strict=True))
         keys_sql = (
-            f"SELECT jsonb_build_object({pairs})::text AS k FROM unnest({', '.join(key_arrays)}) "
+            f"SELECT pg_catalog.jsonb_build_object({pairs})::text AS k "
+            f"FROM ROWS FROM ({unnest_each(key_arrays)}) "
             f"WITH ORDINALITY AS u({', '.join(names)}, ml_n) ORDER BY ml_n"
         )
-        values = _one_by_one(plpy, loaded, chunk, keys_sql, table)
+        values = _one_by_one(plpy, loaded, chunk, keys_sql, int(relation.oid))
         result = pd.Series(values, dtype=scoring.RESULT_DTYPES[sig.label_type])
     label = PG_TYPES[sig.label_type]
     match = " AND ".join(f"t.{k} = u.{n}" for k, n in zip(keys, names, strict=True))
     # unnest() in a SELECT list zips the arrays without materializing them (a FROM-clause
     # function scan would), and as literals their lengths are known to the planner.
     arrays = [*key_arrays, f"{lit(array_text(result, label))}::{label}[]"]
-    unnest = ", ".join(f"unnest({a}) AS {n}" for a, n in zip(arrays, [*names, "ml_v"], strict=True))
+    unnest = ", ".join(
+        f"pg_catalog.unnest({a}) AS {n}" for a, n in zip(arrays, [*names, "ml_v"], strict=True)
+    )
     plpy.execute(
         f"UPDATE {relation.sql} AS t SET {q(target)} = u.ml_v FROM (SELECT {unnest}) AS u "
         f"WHERE {match}"
