@@ -30,10 +30,11 @@ if ! installed postgresql-plpython3-15; then
   apt_install "postgresql-plpython3-15=$(dpkg-query -W -f='${Version}' postgresql-15)"
 fi
 
-# The virtual environment, reinstalled only when pyproject.toml changes.
+# The virtual environment, reinstalled only when pyproject.toml or the compiled kernels'
+# source change (the editable install builds udfs/plan/_kernels*.so from it).
 [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
 stamp="$VENV/.udfs-installed"
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml udfs/plan/_kernels.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
   extras="spark,postgres,dev"
