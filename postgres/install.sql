@@ -61,6 +61,8 @@ GRANT USAGE ON SCHEMA ml TO ml_user;
 --   sys_path                   JSON list of directories put first on the backend's sys.path
 --   errors_keep_values         'on': ml.scoring_errors also keeps the rejected value (default off)
 --   errors_max_rows_per_table  the newest rows kept per table in ml.scoring_errors (default 10000)
+--   allow_pickles              'on': versions without a scoring plan may be deployed and loaded,
+--                              i.e. ml_admin may run pickled code as the server (default off)
 CREATE TABLE IF NOT EXISTS ml.settings (
     key text PRIMARY KEY,
     value text NOT NULL
@@ -77,6 +79,12 @@ CREATE TABLE IF NOT EXISTS ml.models (
     PRIMARY KEY (name, version)
 );
 
+-- The scoring plan (DESIGN.md 2b): pickle-free data that the backend runs without unpickling
+-- anything. A version without one runs its pickled artifact, only if allow_pickles is on.
+ALTER TABLE ml.models ADD COLUMN IF NOT EXISTS plan bytea;
+ALTER TABLE ml.models ADD COLUMN IF NOT EXISTS plan_sha256 text
+    CHECK (plan_sha256 ~ '^[0-9a-f]{64}$');
+
 -- History: the latest row per name is live. Written only by ml.deploy() and ml.rollback().
 CREATE TABLE IF NOT EXISTS ml.deployments (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -88,6 +96,8 @@ CREATE TABLE IF NOT EXISTS ml.deployments (
     deployed_by text NOT NULL DEFAULT session_user,
     FOREIGN KEY (name, version) REFERENCES ml.models (name, version)
 );
+-- The plan's sha256 as ml.deploy verified it: what the backend compares a loaded plan with.
+ALTER TABLE ml.deployments ADD COLUMN IF NOT EXISTS plan_sha256 text;
 
 -- Rows a scoring trigger with on_error => 'null' could not score. Readers see only the rows of
 -- tables they may SELECT from; the rejected value is kept only if errors_keep_values is on.
@@ -187,12 +197,28 @@ DROP FUNCTION IF EXISTS ml._record_error(text, jsonb, text, integer, text);
 DROP FUNCTION IF EXISTS ml._sys_path();
 
 -- The live version of a model in the calling statement's snapshot: the latest deployment.
-CREATE OR REPLACE FUNCTION ml._live(model text)
-RETURNS TABLE (version integer, sha256 text, signature text)
+-- (Dropped first: older installs returned no plan_sha256.)
+DROP FUNCTION IF EXISTS ml._live(text);
+CREATE FUNCTION ml._live(model text)
+RETURNS TABLE (version integer, sha256 text, signature text, plan_sha256 text)
 LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
-AS $$ SELECT d.version, d.sha256, m.signature::text
+AS $$ SELECT d.version, d.sha256, m.signature::text, d.plan_sha256
       FROM ml.deployments d JOIN ml.models m ON m.name = d.name AND m.version = d.version
       WHERE d.name = model ORDER BY d.id DESC LIMIT 1 $$;
+
+-- The scoring plan of a version, only while it is the live one in the caller's snapshot.
+CREATE OR REPLACE FUNCTION ml._live_plan(model text, model_version integer, sha256 text)
+RETURNS bytea
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT m.plan FROM ml._live(model) l
+      JOIN ml.models m ON m.name = model AND m.version = l.version
+      WHERE l.version = model_version AND l.sha256 = _live_plan.sha256 $$;
+
+CREATE OR REPLACE FUNCTION ml._allow_pickles()
+RETURNS boolean
+LANGUAGE sql STABLE SECURITY DEFINER SET search_path = pg_catalog, pg_temp
+AS $$ SELECT coalesce((SELECT s.value = 'on' FROM ml.settings s
+                       WHERE s.key = 'allow_pickles'), false) $$;
 
 -- The bytes of a model version, only while it is the live one in the caller's snapshot: an
 -- uploaded but never deployed (or no longer live) version is never handed out.
@@ -382,7 +408,8 @@ $$;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA ml FROM PUBLIC;
 REVOKE ALL ON ALL PROCEDURES IN SCHEMA ml FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION
-    ml._live(text), ml._live_artifact(text, integer, text), ml._keep_error_values(),
+    ml._live(text), ml._live_artifact(text, integer, text), ml._live_plan(text, integer, text),
+    ml._allow_pickles(), ml._keep_error_values(),
     ml._bootstrap(), ml.runtime_info(),
     ml._score_arrays(text, integer, text, regclass, text, bigint, bigint),
     ml._score_plan(text, regclass, text, text[], integer, text),

@@ -5,7 +5,8 @@
 >>> udfs.load_model("churn").predict(customers)  # doctest: +SKIP
 """
 
-from udfs.bundle import ModelBundle
+from typing import Any
+
 from udfs.errors import (
     ConfigError,
     InputError,
@@ -18,9 +19,30 @@ from udfs.errors import (
     VersionMismatchError,
 )
 from udfs.signature import Feature, Signature
-from udfs.store import ModelRef, list_models, load_model, save_model
 
 __version__ = "0.1.0"
+
+# Imported on first use: they pull in pandas and scikit-learn, which a PostgreSQL backend
+# scoring through a plan never needs (importing them would cost ~1 s per new connection).
+_LAZY = {
+    "ModelBundle": "udfs.bundle",
+    "ModelRef": "udfs.store",
+    "list_models": "udfs.store",
+    "load_model": "udfs.store",
+    "save_model": "udfs.store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'udfs' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConfigError",

@@ -1,4 +1,4 @@
-"""A model bundle: the pickled estimator plus its signature, verified before it is unpickled."""
+"""A model bundle: the pickled estimator, its scoring plan and its signature, each verified."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import joblib
@@ -26,6 +27,7 @@ from udfs.errors import (
     VersionMismatchWarning,
     suggest,
 )
+from udfs.plan.format import Plan
 from udfs.signature import Signature
 
 # Set to 1 to load a model saved with another scikit-learn minor release (at your own risk).
@@ -107,16 +109,45 @@ def load_bytes(artifact: bytes, signature: Signature) -> Any:
         return joblib.load(io.BytesIO(artifact))
 
 
+def load_plan(plan: Plan, signature: Signature) -> Plan:
+    """``plan`` if its sha256 is the one the signature recorded when it was verified."""
+    if plan.sha256 != signature.plan_sha256:
+        raise IntegrityError(
+            f"model '{signature.name}' v{signature.version}: scoring plan sha256 is "
+            f"{plan.sha256}, expected {signature.plan_sha256}; refusing a corrupted or "
+            "tampered plan",
+            model=signature.name,
+            expected=signature.plan_sha256,
+            value=plan.sha256,
+        )
+    return plan
+
+
 @dataclass(frozen=True)
 class ModelBundle:
-    """A loaded model with its signature: ``.predict(df)``, ``.predict_proba(df)``."""
+    """A loaded model with its signature: ``.predict(df)``, ``.predict_proba(df)``.
+
+    ``model`` is the scikit-learn estimator (None where only the plan was loaded); ``plan`` the
+    verified scoring plan, if the model has one. Predictions go through ``scorer``: the plan
+    when there is one (bit-identical and faster), else the estimator.
+    """
 
     model: Any
     signature: Signature
+    plan: Plan | None = None
 
     @property
     def name(self) -> str:
         return self.signature.name
+
+    @cached_property
+    def scorer(self) -> Any:
+        """What ``udfs.scoring`` calls: the plan's runner, else the estimator."""
+        if self.plan is None:
+            return self.model
+        from udfs.plan.execute import PlanRunner
+
+        return PlanRunner(self.plan, self.signature)
 
     def columns_of(self, data: pd.DataFrame | Sequence[Column]) -> list[Column]:
         """The feature columns, by name from a DataFrame or positionally from a sequence."""
@@ -138,12 +169,12 @@ class ModelBundle:
 
         >>> bundle.predict(customers)  # doctest: +SKIP
         """
-        result = scoring.predict(self.model, self.signature, self.columns_of(data))
+        result = scoring.predict(self.scorer, self.signature, self.columns_of(data))
         return self._indexed(result, data)
 
     def predict_proba(self, data: pd.DataFrame | Sequence[Column]) -> pd.Series:
         """P(classes[1]) for binary models, a list of probabilities for multiclass."""
-        result = scoring.predict_proba(self.model, self.signature, self.columns_of(data))
+        result = scoring.predict_proba(self.scorer, self.signature, self.columns_of(data))
         return self._indexed(result, data)
 
     @staticmethod

@@ -1,13 +1,15 @@
-"""Single-row scoring for per-row SQL calls and row triggers, with the core's exact semantics.
+"""Row and batch scorers for the SQL engines, with exactly the core's results and NULL policy.
 
-scikit-learn spends ~150-400 us validating a one-row input before a tree ensemble walks its
-trees in ~20 us. Per-row SQL calls (``SELECT ml.churn(age, ...)``, row triggers) pay that on
-every row, so :class:`RowScorer` has a lean path for models whose inference can be called
-directly on a float array, and otherwise goes through :mod:`udfs.scoring` with a one-row batch.
-
-The lean path is verified against the core on the first row it scores, and switched off for
-good if the two ever disagree, so it can only be faster, never different. This module imports
-neither pyspark, psycopg2 nor plpy.
+Per-row SQL calls (``SELECT ml.churn(age, ...)``, row triggers) hand over one row of plain Python
+values. Through the core, each row pays for pandas coercion of one-row columns; for a model with
+a scoring plan, :class:`RowScorer` builds the same one-row arrays straight from the values
+(floats, ints, strings, booleans, NULLs, the types SQL hands over) and calls the plan. Anything
+else (text to parse, a Decimal, a value out of range) goes through the core unchanged, as does
+a row the plan refuses (the core then names the model, the column and the value). The one-row
+arrays are the ones ``scoring.prepare`` builds (tests/core/test_fastpath.py checks it on every
+type and NULL), and the plan was verified bit-identical to scikit-learn when it was saved. This
+module imports neither pyspark, psycopg2, plpy, scikit-learn nor pandas: a fresh database
+backend scoring rows through a plan never pays for importing them.
 """
 
 from __future__ import annotations
@@ -17,94 +19,75 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import pandas as pd
-import sklearn
 
-from udfs import scoring
 from udfs.signature import Signature
 
-# Types that reach the lean path unchanged; anything else (str, Decimal, bool) goes to the core.
-_PLAIN_NUMBERS = (float, int)
-# The smallest magnitude that rounds to inf in float32. The trees see float32, where such a value
-# is infinite: scikit-learn refuses it (naming the column, through the core), so the lean paths
-# must not score it.
-_FLOAT32_OVERFLOW = (2 - 2**-24) * 2.0**127
-
-
-class _GradientBoosting:
-    """Lean inference for GradientBoosting{Classifier,Regressor}: sklearn's own compiled stages."""
-
-    def __init__(self, model: Any) -> None:
-        from sklearn.ensemble._gradient_boosting import predict_stages
-
-        self._stages = predict_stages
-        self.model = model
-        n = int(model.n_features_in_)
-        self.x64 = np.zeros((1, n), dtype=np.float64)
-        self.x32 = np.zeros((1, n), dtype=np.float32)
-        # With a Dummy (prior) or zero init the initial raw prediction does not depend on X.
-        self.raw0 = model._raw_predict_init(self.x32)
-
-    @staticmethod
-    def supports(model: Any, signature: Signature) -> bool:
-        from sklearn.dummy import DummyClassifier, DummyRegressor
-        from sklearn.ensemble import GradientBoostingClassifier, GradientBoostingRegressor
-
-        if type(model) not in (GradientBoostingClassifier, GradientBoostingRegressor):
-            return False
-        if any(f.type not in ("double", "bigint") for f in signature.features):
-            return False
-        init = getattr(model, "init_", None)
-        return init == "zero" or type(init) in (DummyClassifier, DummyRegressor)
-
-    def _raw(self, values: Sequence[float]) -> np.ndarray:
-        self.x64[0, :] = values
-        # float64 first, then float32: the rounding sklearn's validate_data does on the batch path.
-        np.copyto(self.x32, self.x64, casting="same_kind")
-        out = self.raw0.copy()
-        self._stages(self.model.estimators_, self.x32, self.model.learning_rate, out)
-        return out.ravel() if out.shape[1] == 1 else out
-
-    def predict(self, values: Sequence[float]) -> Any:
-        raw = self._raw(values)
-        if not hasattr(self.model, "classes_"):
-            return float(raw[0])
-        encoded = int(raw[0] >= 0) if raw.ndim == 1 else int(np.argmax(raw, axis=1)[0])
-        return self.model.classes_[encoded]
-
-    def predict_proba(self, values: Sequence[float]) -> np.ndarray:
-        return self.model._loss.predict_proba(self._raw(values))[0]
+_INT64 = (-(2**63), 2**63 - 1)
+_NAN_OBJECT = np.array([np.nan], dtype=object)
 
 
 def _python(value: Any) -> Any:
     """A numpy scalar or pandas NA as the plain Python value a SQL engine expects."""
-    if value is None or value is pd.NA:
+    if value is None or type(value).__name__ == "NAType":  # pandas.NA, without importing pandas
         return None
     if isinstance(value, np.generic):
         return value.item()
     return value
 
 
+def _double(value: Any) -> np.ndarray | None:
+    if type(value) is float or (type(value) is int and _INT64[0] <= value <= _INT64[1]):
+        return np.array([value], dtype=np.float64)
+    return None
+
+
+def _bigint(value: Any) -> np.ndarray | None:
+    if type(value) is int and _INT64[0] <= value <= _INT64[1]:
+        return np.array([value], dtype=np.int64)
+    return None
+
+
+def _boolean(value: Any) -> np.ndarray | None:
+    return np.array([value]) if type(value) is bool else None
+
+
+def _string(value: Any) -> np.ndarray | None:
+    return np.array([value], dtype=object) if type(value) is str else None
+
+
+# One-row arrays exactly as ``scoring.prepare`` builds them from these Python types.
+_LEAN = {"double": _double, "bigint": _bigint, "boolean": _boolean, "string": _string}
+# A NULL as prepare builds it (only reached for features that accept missing values).
+_NULL = {
+    "double": lambda: np.array([np.nan]),
+    "bigint": lambda: np.array([np.nan]),
+    "boolean": lambda: _NAN_OBJECT.copy(),
+    "string": lambda: _NAN_OBJECT.copy(),
+}
+
+
 class RowScorer:
     """Score one row at a time with the semantics of :func:`udfs.scoring.predict`.
 
-    >>> RowScorer(model, signature).predict([41.5, 12, "pro", True])  # doctest: +SKIP
+    ``scorer`` is what the core takes (``ModelBundle.scorer``: a plan runner or an estimator).
+
+    >>> RowScorer(bundle.scorer, bundle.signature).predict([41.5, 12, "pro", True])  # doctest: +SKIP
     1
     """
 
-    def __init__(self, model: Any, signature: Signature) -> None:
-        self.model = model
+    def __init__(self, scorer: Any, signature: Signature) -> None:
+        self.scorer = scorer
         self.signature = signature
-        self._optional = [f.accepts_missing for f in signature.features]
-        self._lean = (
-            _GradientBoosting(model) if _GradientBoosting.supports(model, signature) else None
-        )
+        self._lean = bool(getattr(scorer, "is_plan", False))
+        self._kinds = [
+            (_LEAN[f.type], _NULL[f.type], f.accepts_missing) for f in signature.features
+        ]
         self._verified: set[str] = set()
 
     @property
     def lean(self) -> bool:
-        """Whether the lean path is in use."""
-        return self._lean is not None
+        """Whether one-row arrays are built without the core's pandas coercion."""
+        return self._lean
 
     def predict(self, values: Sequence[Any]) -> Any:
         """The prediction for one row (label or double), or None under the NULL policy."""
@@ -115,21 +98,31 @@ class RowScorer:
         return self._score(values, "predict_proba")
 
     def _score(self, values: Sequence[Any], method: str) -> Any:
-        scoring.check_arity(self.signature, len(values))
-        if self._lean is not None and self._plain(values):
-            if method not in self._verified:
-                return self._verify(values, method)
-            return self._finish(getattr(self._lean, method)(values), method)
+        if self._lean and len(values) == len(self._kinds):
+            arrays = self._arrays(values)
+            if arrays is _NULL_ROW:
+                return None
+            if arrays is not None:
+                try:
+                    return self._finish(getattr(self.scorer, method)(arrays)[0], method)
+                except Exception:
+                    pass  # the core raises the same refusal, naming the model and the column
         return self._core(values, method)
 
-    def _plain(self, values: Sequence[Any]) -> bool:
-        """Finite plain numbers only: NULL, NaN, inf and float32 overflow take the core path."""
-        for value in values:
-            if type(value) not in _PLAIN_NUMBERS or not math.isfinite(value):
-                return False
-            if abs(value) >= _FLOAT32_OVERFLOW:
-                return False
-        return True
+    def _arrays(self, values: Sequence[Any]) -> Any:
+        """The row's one-row arrays, ``_NULL_ROW`` if its result is NULL, None for the core."""
+        arrays = []
+        for value, (lean, null, accepts_missing) in zip(values, self._kinds, strict=True):
+            if value is None or (type(value) is float and math.isnan(value)):
+                if not accepts_missing:
+                    return _NULL_ROW
+                arrays.append(null())
+                continue
+            array = lean(value)
+            if array is None:
+                return None
+            arrays.append(array)
+        return arrays
 
     def _finish(self, result: Any, method: str) -> Any:
         if method == "predict":
@@ -140,117 +133,32 @@ class RowScorer:
         return [float(p) for p in result]
 
     def _core(self, values: Sequence[Any], method: str) -> Any:
+        from udfs import scoring  # pandas: only rows the shortcut does not take pay for it
+
+        scoring.check_arity(self.signature, len(values))
         columns = [[value] for value in values]
-        with sklearn.config_context(skip_parameter_validation=True):
-            result = getattr(scoring, method)(self.model, self.signature, columns)
+        result = getattr(scoring, method)(self.scorer, self.signature, columns)
         return _python(result.iloc[0])
 
-    def _verify(self, values: Sequence[Any], method: str) -> Any:
-        expected = self._core(values, method)
-        if self._finish(getattr(self._lean, method)(values), method) == expected:
-            self._verified.add(method)
-        else:  # never different from the core: give up the lean path for this model
-            self._lean = None
-        return expected
+
+_NULL_ROW = object()
 
 
 class BatchScorer:
-    """Score a batch with the semantics of :mod:`udfs.scoring`, labels and probabilities at once.
+    """Score a batch with the semantics of :mod:`udfs.scoring`: labels and probabilities."""
 
-    The core's ``predict`` and ``predict_proba`` each run the model, so a classifier scored for
-    both walks its trees twice. For a GradientBoosting model whose features are all doubles,
-    a batch of finite float64 columns goes through scikit-learn's own compiled stages ONCE,
-    and both results are derived from that raw score exactly as scikit-learn derives them.
-    Anything else (NULLs, NaN, inf, other types, other models) goes to the core unchanged.
-
-    The first batch of each kind is computed both ways and compared exactly; if they ever
-    differ, the lean path is switched off for good: it can only be faster, never different.
-    """
-
-    def __init__(self, model: Any, signature: Signature) -> None:
-        self.model = model
+    def __init__(self, scorer: Any, signature: Signature) -> None:
+        self.scorer = scorer
         self.signature = signature
-        eligible = _GradientBoosting.supports(model, signature) and all(
-            f.type == "double" for f in signature.features
-        )
-        self._lean = eligible and signature.label_type in ("double", "bigint")
-        self._verified: set[bool] = set()
 
-    @property
-    def lean(self) -> bool:
-        """Whether the lean path is in use."""
-        return self._lean
+    def score(self, columns: Sequence[Any], proba: bool) -> tuple[Any, Any]:
+        """(predictions, probabilities or None) as pandas Series: what ``scoring.predict`` and
+        ``scoring.predict_proba`` say."""
+        from udfs import scoring
 
-    def score(self, columns: Sequence[Any], proba: bool) -> tuple[pd.Series, pd.Series | None]:
-        """(predictions, probabilities or None): what ``scoring.predict``/``predict_proba`` say."""
         proba = proba and self.signature.has_proba
-        if self._lean and self._plain(columns):
-            lean = self._lean_score(columns, proba)
-            if proba in self._verified:
-                return lean
-            core = self._core(columns, proba)
-            if _same(lean, core):
-                self._verified.add(proba)
-            else:  # never different from the core: give up the lean path for this model
-                self._lean = False
-            return core
-        return self._core(columns, proba)
-
-    def _plain(self, columns: Sequence[Any]) -> bool:
-        scoring.check_arity(self.signature, len(columns))
-        for column in columns:
-            if not isinstance(column, np.ndarray) or column.dtype != np.float64:
-                return False
-            if len(column) == 0 or not np.isfinite(column).all():
-                return False
-            if (np.abs(column) >= _FLOAT32_OVERFLOW).any():
-                return False
-        return True
-
-    def _core(self, columns: Sequence[Any], proba: bool) -> tuple[pd.Series, pd.Series | None]:
-        labels = scoring.predict(self.model, self.signature, columns)
+        labels = scoring.predict(self.scorer, self.signature, columns)
         probabilities = (
-            scoring.predict_proba(self.model, self.signature, columns) if proba else None
+            scoring.predict_proba(self.scorer, self.signature, columns) if proba else None
         )
         return labels, probabilities
-
-    def _lean_score(
-        self, columns: Sequence[Any], proba: bool
-    ) -> tuple[pd.Series, pd.Series | None]:
-        from sklearn.ensemble._gradient_boosting import predict_stages
-
-        model = self.model
-        # float64 -> float32 per value: the rounding validate_data does on the core's path.
-        X = np.empty((len(columns[0]), len(columns)), dtype=np.float32)
-        for j, column in enumerate(columns):
-            X[:, j] = column
-        raw = model._raw_predict_init(X)
-        predict_stages(model.estimators_, X, model.learning_rate, raw)
-        if raw.shape[1] == 1:  # decision_function's squeeze
-            raw = raw.ravel()
-        if not hasattr(model, "classes_"):
-            values = raw
-        elif raw.ndim == 1:
-            values = model.classes_[(raw >= 0).astype(int)]
-        else:
-            values = model.classes_[np.argmax(raw, axis=1)]
-        values = np.asarray(values)
-        if self.signature.label_type == "bigint" and values.dtype.kind == "f":
-            values = values.astype(np.int64)
-        labels = pd.Series(values).astype(scoring.RESULT_DTYPES[self.signature.label_type])
-        if not proba:
-            return labels, None
-        p = np.asarray(model._loss.predict_proba(raw))
-        if self.signature.task == "binary":
-            return labels, pd.Series(p[:, 1].astype(np.float64)).astype("Float64")
-        return labels, pd.Series(p.astype(np.float64).tolist(), dtype=object)
-
-
-def _same(a: tuple[pd.Series, pd.Series | None], b: tuple[pd.Series, pd.Series | None]) -> bool:
-    """Exactly the same results: dtypes, values, NULLs."""
-    for x, y in zip(a, b, strict=True):
-        if (x is None) != (y is None):
-            return False
-        if x is not None and not (x.dtype == y.dtype and x.tolist() == y.tolist()):
-            return False
-    return True

@@ -1,5 +1,9 @@
 """The shared scoring core: a batch of feature columns in, predictions out.
 
+``model`` is a fitted scikit-learn estimator or, when the model has a verified scoring plan, the
+plan's runner (:class:`PlanScorer`, bit-identical to the estimator): callers hand over
+``ModelBundle.scorer`` and get the plan wherever there is one.
+
 Spark's pandas UDFs and Postgres' PL/Python functions both call :func:`predict` and
 :func:`predict_proba`, so both engines give identical results for identical rows. This module
 imports neither pyspark, psycopg2 nor plpy.
@@ -13,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -34,15 +38,41 @@ RESULT_DTYPES: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class Batch:
-    """A coerced batch: the model input for the rows that can be predicted, and which those are."""
+    """A coerced batch: the model input for the rows that can be predicted, and which those are.
 
-    X: pd.DataFrame | np.ndarray
+    ``arrays`` are the coerced feature columns of those rows, in signature order: what a
+    scoring plan takes. ``X`` builds from them what the scikit-learn model takes.
+    """
+
+    arrays: list[np.ndarray]
     valid: np.ndarray
     size: int
+    names: tuple[str, ...]
+    input_kind: str
 
     @property
     def all_valid(self) -> bool:
         return bool(self.valid.all())
+
+    @property
+    def rows(self) -> int:
+        return int(self.valid.sum())
+
+    @property
+    def X(self) -> pd.DataFrame | np.ndarray:
+        if self.input_kind == "array":
+            return np.column_stack([a.astype(np.float64) for a in self.arrays])
+        return pd.DataFrame(dict(zip(self.names, self.arrays, strict=True)), copy=False)
+
+
+class PlanScorer(Protocol):
+    """A compiled scoring plan (``udfs.plan.execute.PlanRunner``): scores coerced arrays."""
+
+    is_plan: bool
+
+    def predict(self, columns: Sequence[np.ndarray]) -> np.ndarray: ...
+
+    def predict_proba(self, columns: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 def check_arity(signature: Signature, count: int) -> None:
@@ -78,11 +108,8 @@ def prepare(signature: Signature, columns: Sequence[Column]) -> Batch:
             valid &= ~null
     keep = None if valid.all() else valid
     arrays = [values if keep is None else values[keep] for values, _ in coerced]
-    if signature.input_kind == "array":
-        X: pd.DataFrame | np.ndarray = np.column_stack([a.astype(np.float64) for a in arrays])
-    else:
-        X = pd.DataFrame(dict(zip(signature.feature_names, arrays, strict=True)), copy=False)
-    return Batch(X=X, valid=valid, size=size)
+    names = tuple(signature.feature_names)
+    return Batch(arrays, valid, size, names, signature.input_kind)
 
 
 def _diagnose(
@@ -121,14 +148,25 @@ def _diagnose(
     return "", {}
 
 
-def _call(
-    model: Any, signature: Signature, method: str, X: pd.DataFrame | np.ndarray
-) -> np.ndarray:
+def _call(model: Any, signature: Signature, method: str, batch: Batch) -> np.ndarray:
+    """``method`` of the model on the batch's valid rows: through its plan when it has one."""
+    plan = getattr(model, "is_plan", False)
     try:
-        return np.asarray(getattr(model, method)(X))
-    except UdfsError:
-        raise
+        if plan:
+            return np.asarray(getattr(model, method)(batch.arrays))
+        return np.asarray(getattr(model, method)(batch.X))
+    except UdfsError as exc:
+        if not plan:
+            raise
+        # The plan refuses what scikit-learn refuses; say it as the core says sklearn's refusals.
+        where, details = _diagnose(signature, batch.X, exc)
+        raise ScoringError(
+            f"model '{signature.name}' failed in {method}: {where or exc.message}",
+            model=signature.name,
+            **(details or exc.details),
+        ) from exc
     except Exception as exc:
+        X = batch.X
         where, details = _diagnose(signature, X, exc)
         prefix = f"{where}. " if where else ""
         raise ScoringError(
@@ -159,7 +197,7 @@ def predict(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.S
     The result has one entry per input row, NULL (``pd.NA``/``None``) where the NULL policy says so.
     """
     batch = prepare(signature, columns)
-    labels = _call(model, signature, "predict", batch.X) if len(batch.X) else np.empty(0)
+    labels = _call(model, signature, "predict", batch) if batch.rows else np.empty(0)
     if labels.ndim != 1:
         raise ScoringError(
             f"model '{signature.name}': predict returned shape {labels.shape}, expected one value per row",
@@ -180,9 +218,7 @@ def predict_proba(model: Any, signature: Signature, columns: Sequence[Column]) -
     batch = prepare(signature, columns)
     n_classes = len(signature.classes or ())
     proba = (
-        _call(model, signature, "predict_proba", batch.X)
-        if len(batch.X)
-        else np.empty((0, n_classes))
+        _call(model, signature, "predict_proba", batch) if batch.rows else np.empty((0, n_classes))
     )
     if proba.ndim != 2 or proba.shape[1] != n_classes:
         raise ScoringError(

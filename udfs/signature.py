@@ -49,6 +49,9 @@ class Signature:
     libraries: dict[str, str] = field(default_factory=dict)
     created_at: str | None = None
     format_version: int = FORMAT_VERSION
+    # The scoring plan (DESIGN.md 2b): {"sha256": ..., "format_version": ...} when a verified
+    # plan is saved beside the artifact, {"unsupported": "<step>: <why>"} when there is none.
+    plan: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:
@@ -75,6 +78,18 @@ class Signature:
     def accepts_missing(self) -> bool:
         """True when every feature may be NULL and still be predicted."""
         return all(f.accepts_missing for f in self.features)
+
+    @property
+    def plan_sha256(self) -> str | None:
+        """The sha256 of the verified scoring plan, or None when the model has none."""
+        return (self.plan or {}).get("sha256")
+
+    def scoring_path(self) -> str:
+        """``plan``, or ``sklearn: <the step with no plan>`` (``udfs models show``)."""
+        if self.plan_sha256:
+            return "plan"
+        reason = (self.plan or {}).get("unsupported", "saved before scoring plans existed")
+        return f"sklearn: {reason}"
 
     @property
     def feature_names(self) -> list[str]:
@@ -124,6 +139,7 @@ class Signature:
                 libraries=dict(data.get("libraries") or {}),
                 created_at=data.get("created_at"),
                 format_version=int(data.get("format_version", FORMAT_VERSION)),
+                plan=dict(data["plan"]) if data.get("plan") else None,
             )
         except (KeyError, TypeError) as exc:
             raise SignatureError(f"malformed model signature: {exc!r}") from exc

@@ -10,10 +10,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from udfs.bundle import ModelBundle, dump_model, library_versions, load_bytes, now_iso, sha256_hex
+from udfs.bundle import (
+    ModelBundle,
+    dump_model,
+    library_versions,
+    load_bytes,
+    load_plan,
+    now_iso,
+    sha256_hex,
+)
 from udfs.errors import ModelNotFoundError, suggest
 from udfs.inference import infer_signature
 from udfs.naming import validate_name
+from udfs.plan.format import Plan
 from udfs.signature import Signature
 
 ARTIFACT = "model.joblib"
@@ -43,6 +52,13 @@ class ModelRef:
 
     def signature(self) -> Signature:
         return Signature.from_json((self.path / SIGNATURE).read_text())
+
+    def plan(self) -> Plan | None:
+        """The verified scoring plan saved beside the artifact, or None."""
+        signature = self.signature()
+        if not signature.plan_sha256:
+            return None
+        return load_plan(Plan.load(self.path), signature)
 
     def __str__(self) -> str:
         return f"{self.name}@{self.version}"
@@ -115,12 +131,17 @@ def save_model(
     signature = infer_signature(
         model, sample, name, feature_names=feature_names, accepts_missing=accepts_missing
     )
+    from udfs.plan.build import compile_verified, sample_columns
+
     artifact = dump_model(model)
+    plan, plan_entry = compile_verified(model, signature, sample_columns(sample, signature))
     model_dir = store_root(store) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
     try:
         (staging / ARTIFACT).write_bytes(artifact)
+        if plan is not None:
+            plan.save(staging)
         for _attempt in range(100):
             version = (_versions(model_dir) or [0])[-1] + 1
             final = signature.with_identity(
@@ -128,6 +149,7 @@ def save_model(
                 sha256=sha256_hex(artifact),
                 libraries=library_versions(),
                 created_at=now_iso(),
+                plan=plan_entry,
             )
             (staging / SIGNATURE).write_text(final.to_json())
             try:
@@ -147,10 +169,34 @@ def read_bundle_bytes(ref: ModelRef) -> tuple[bytes, Signature]:
     return ref.artifact_path.read_bytes(), ref.signature()
 
 
+def ensure_plan(ref: ModelRef) -> Signature:
+    """The signature of ``ref``, compiling its plan first if it was saved before plans existed.
+
+    The training sample is not kept, so the plan is verified on generated rows (every known
+    level, varied magnitudes) plus the usual edge rows. The result, a plan or the reason there
+    is none, is written into the version's directory, so this runs once per version.
+    """
+    signature = ref.signature()
+    if signature.plan is not None:
+        return signature
+    from udfs.plan.build import compile_verified, synthetic_columns
+
+    model = load_bytes(ref.artifact_path.read_bytes(), signature)
+    plan, entry = compile_verified(model, signature, synthetic_columns(signature))
+    if plan is not None:
+        plan.save(ref.path)
+    updated = signature.with_identity(plan=entry)
+    staged = ref.path / f".{SIGNATURE}.tmp"
+    staged.write_text(updated.to_json())
+    staged.replace(ref.path / SIGNATURE)  # atomic: readers see the old or the new signature
+    return updated
+
+
 def load_model(name: str, version: int | None = None, store: StorePath = None) -> ModelBundle:
-    """Load a saved model, verifying its sha256 before unpickling.
+    """Load a saved model, verifying its sha256 before unpickling, with its plan if it has one.
 
     >>> churn = udfs.load_model("churn"); churn.predict(customers)  # doctest: +SKIP
     """
-    artifact, signature = read_bundle_bytes(resolve(name, version, store))
-    return ModelBundle(load_bytes(artifact, signature), signature)
+    ref = resolve(name, version, store)
+    artifact, signature = read_bundle_bytes(ref)
+    return ModelBundle(load_bytes(artifact, signature), signature, ref.plan())

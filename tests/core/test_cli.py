@@ -34,7 +34,9 @@ def test_models_list_shows_models_saved_through_the_api(model_store):
 def test_models_show(model_store):
     result = CliRunner().invoke(cli, ["models", "show", "churn@1", "--store", str(model_store)])
     assert result.exit_code == 0
-    assert udfs.Signature.from_json(result.output).feature_names == FEATURES
+    path, signature = result.output.split("\n", 1)
+    assert path.startswith("scoring path: plan (verified bit-identical to scikit-learn")
+    assert udfs.Signature.from_json(signature).feature_names == FEATURES
 
 
 def test_models_register_a_joblib_file(tmp_path, trained):

@@ -56,12 +56,16 @@ def test_rollback_without_history_is_refused(db: Db) -> None:
         db.run("SELECT ml.rollback('segment')")
 
 
-def test_tampered_artifact_is_refused(ml_dsn, db: Db) -> None:
-    db.run("UPDATE ml.models SET artifact = artifact || '\\x00'::bytea WHERE name = 'spend'")
+def test_tampered_plan_is_refused(ml_dsn, db: Db) -> None:
+    """Another valid plan put in place of spend's (its own sha256 updated too): still refused."""
+    db.run(
+        "UPDATE ml.models m SET plan = o.plan, plan_sha256 = o.plan_sha256 FROM ml.models o "
+        "WHERE m.name = 'spend' AND o.name = 'churn' AND o.version = 1"
+    )
     fresh = Db(ml_dsn)  # a new backend, so nothing is cached
     try:
         with pytest.raises(
-            psycopg2.Error, match=r"model 'spend' v1: artifact sha256 is .* refusing"
+            psycopg2.Error, match=r"model 'spend' v1: scoring plan sha256 is .* refusing"
         ):
             fresh.run("SELECT ml.spend(40, 3, 'pro', true)")
     finally:

@@ -6,14 +6,18 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pandas as pd
 import pytest
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVR
 
 import udfs
 from tests.fixtures.models import FEATURES, expected
 from udfs import spark as udfs_spark
 from udfs.demo.data import customers
-from udfs.errors import IntegrityError, VersionMismatchError
+from udfs.errors import IntegrityError, UdfsError, VersionMismatchError
 
 pytestmark = [pytest.mark.reliability, pytest.mark.spark]
 
@@ -74,21 +78,41 @@ def test_dying_python_worker_is_retried_and_the_result_is_complete(tmp_path, mod
     assert got == expected(trained["churn"], rows)
 
 
-def test_tampered_artifact_is_refused_at_registration(spark, tmp_path, trained):
+def _svr(store):
+    """A model no scoring plan covers: it ships and runs as a pickle."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"age": rng.normal(40, 10, 100), "tenure": rng.integers(0, 30, 100)})
+    model = make_pipeline(StandardScaler(), SVR()).fit(X, X["age"])
+    return udfs.save_model(model, "svr", sample=X, store=store)
+
+
+def test_tampered_plan_or_artifact_is_refused_at_registration(spark, tmp_path, trained):
     t = trained["churn"]
     ref = udfs.save_model(t.model, "churn", sample=t.train[FEATURES], store=tmp_path)
+    data = bytearray((ref.path / "plan.npz").read_bytes())
+    data[len(data) // 2] ^= 1
+    (ref.path / "plan.npz").write_bytes(bytes(data))
+    with pytest.raises(UdfsError, match="scoring plan"):
+        udfs_spark.register(spark, "churn", store=tmp_path)
+    ref = _svr(tmp_path)
     data = bytearray(ref.artifact_path.read_bytes())
     data[100] ^= 1
     ref.artifact_path.write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="refusing to load a corrupted or tampered model"):
-        udfs_spark.register(spark, "churn", store=tmp_path)
+        udfs_spark.register(spark, "svr", store=tmp_path)
 
 
-def test_other_sklearn_release_is_refused_at_registration(spark, tmp_path, trained):
-    t = trained["churn"]
-    ref = udfs.save_model(t.model, "churn", sample=t.train[FEATURES], store=tmp_path)
-    signature = json.loads((ref.path / "model.json").read_text())
-    signature["libraries"]["scikit-learn"] = "0.24.2"
-    (ref.path / "model.json").write_text(json.dumps(signature))
+def test_other_sklearn_release_is_refused_for_pickles_only(spark, tmp_path, trained):
+    """A pickle may not load under another scikit-learn release; a plan does not depend on it."""
+    for ref in (
+        _svr(tmp_path),
+        udfs.save_model(
+            trained["churn"].model, "churn", sample=trained["churn"].train[FEATURES], store=tmp_path
+        ),
+    ):
+        signature = json.loads((ref.path / "model.json").read_text())
+        signature["libraries"]["scikit-learn"] = "0.24.2"
+        (ref.path / "model.json").write_text(json.dumps(signature))
     with pytest.raises(VersionMismatchError, match=r"saved with scikit-learn 0\.24\.2"):
-        udfs_spark.register(spark, "churn", store=tmp_path)
+        udfs_spark.register(spark, "svr", store=tmp_path)
+    assert udfs_spark.register(spark, "churn", store=tmp_path) == ["churn", "churn_proba"]

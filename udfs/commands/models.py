@@ -37,13 +37,14 @@ def list_cmd(store: Path) -> None:
         )
         return
     click.echo(
-        f"{'name':<24} {'version':>7}  {'task':<10} {'features':>8}  {'sha256':<12}  created"
+        f"{'name':<24} {'version':>7}  {'task':<10} {'features':>8}  {'sha256':<12}  "
+        f"{'created':<25}  path"
     )
     for ref in refs:
         sig = ref.signature()
         click.echo(
             f"{ref.name:<24} {ref.version:>7}  {sig.task:<10} {len(sig.features):>8}  "
-            f"{ref.sha256[:12]:<12}  {sig.created_at}"
+            f"{ref.sha256[:12]:<12}  {sig.created_at or '':<25}  {sig.scoring_path().split(':')[0]}"
         )
 
 
@@ -51,9 +52,14 @@ def list_cmd(store: Path) -> None:
 @click.argument("ref")
 @store_option
 def show_cmd(ref: str, store: Path) -> None:
-    """Show the signature of NAME or NAME@VERSION."""
+    """Show how NAME or NAME@VERSION is scored (its plan, or why not), then its signature."""
     name, version = parse_ref(ref)
-    click.echo(resolve(name, version, store).signature().to_json())
+    signature = resolve(name, version, store).signature()
+    path = signature.scoring_path()
+    if signature.plan_sha256:
+        path += f" (verified bit-identical to scikit-learn; sha256 {signature.plan_sha256[:12]})"
+    click.echo(f"scoring path: {path}")
+    click.echo(signature.to_json())
 
 
 @models.command("register")

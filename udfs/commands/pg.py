@@ -68,18 +68,28 @@ def status_cmd(root: Path | None) -> None:
 @pg.command("install")
 @dsn_option
 @root_option
-def install_cmd(dsn: str | None, root: Path | None) -> None:
+@click.option(
+    "--allow-pickles/--no-allow-pickles",
+    default=None,
+    help="Let models without a scoring plan run their pickled artifact inside the server. "
+    "That lets every ml_admin run code as the server's OS user. Default: leave the setting "
+    "as it is (off in a new install).",
+)
+def install_cmd(dsn: str | None, root: Path | None, allow_pickles: bool | None) -> None:
     """Create the ml schema, roles and functions (idempotent; needs a superuser)."""
     from udfs.postgres.install import install
 
     conn = connect(dsn, root)
     try:
-        info = install(conn)
+        info = install(conn, allow_pickles=allow_pickles)
+        with conn, conn.cursor() as cur:
+            cur.execute("SELECT ml._allow_pickles()")
+            pickles = "allowed" if cur.fetchone()[0] else "refused (models run from plans)"
     finally:
         conn.close()
     click.echo(
         f"installed ml: PL/Python {info['python']}, scikit-learn {info['scikit-learn']}, "
-        f"udfs from {info['udfs_path']}"
+        f"udfs from {info['udfs_path']}; pickled models {pickles}"
     )
 
 

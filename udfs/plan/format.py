@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import struct
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ from udfs.plan.base import PLAN_FORMAT_VERSION
 MAGIC = b"UDFSPLAN"
 SPEC_FILE = "plan.json"
 ARRAYS_FILE = "plan.npz"
+
+
+# What a truncated or corrupted npz raises while it is read.
+_UNREADABLE = (ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 class PlanFormatError(UdfsError, ValueError):
@@ -85,7 +90,7 @@ class Plan:
         try:
             document = json.loads((path / SPEC_FILE).read_text())
             arrays = _read_npz((path / ARRAYS_FILE).read_bytes())
-        except (OSError, ValueError) as exc:
+        except (OSError, *_UNREADABLE) as exc:
             raise PlanFormatError(f"cannot read the scoring plan in {path}: {exc}") from exc
         return cls._checked(document, arrays, str(path))
 
@@ -105,7 +110,7 @@ class Plan:
         try:
             document = json.loads(blob[start : start + size])
             arrays = _read_npz(blob[start + size :])
-        except ValueError as exc:
+        except _UNREADABLE as exc:
             raise PlanFormatError(f"cannot read the scoring plan blob: {exc}") from exc
         return cls._checked(document, arrays, "blob")
 

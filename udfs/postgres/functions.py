@@ -11,8 +11,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from udfs.bundle import check_versions
-from udfs.errors import InvalidNameError, ModelNotFoundError, SignatureError
+from udfs.errors import (
+    ConfigError,
+    IntegrityError,
+    InvalidNameError,
+    ModelNotFoundError,
+    SignatureError,
+)
 from udfs.naming import validate_name
 from udfs.signature import Signature
 
@@ -206,31 +211,64 @@ def _drop_changed(plpy: Any, signature: Signature) -> None:
 def activate(plpy: Any, name: str, version: int, action: str) -> int:
     """Create the functions of ``name`` at ``version`` and record it as live."""
     validate_name(name)
-    plan = plpy.prepare(
-        "SELECT sha256, signature::text AS signature FROM ml.models WHERE name = $1 AND version = $2",
+    query = plpy.prepare(
+        "SELECT sha256, signature::text AS signature, plan, plan_sha256 FROM ml.models "
+        "WHERE name = $1 AND version = $2",
         ["text", "integer"],
     )
-    rows = plan.execute([name, version])
+    rows = query.execute([name, version])
     if not rows:
         raise ModelNotFoundError(
             f"model '{name}' v{version} is not in ml.models: upload it with udfs pg deploy",
             model=name,
         )
-    signature = Signature.from_json(rows[0]["signature"]).with_identity(name=name)
-    sha256 = rows[0]["sha256"]
-    # Fail at deploy, not at the first call: the server's scikit-learn must be able to load it.
-    check_versions(signature.with_identity(version=version))
+    row = rows[0]
+    signature = Signature.from_json(row["signature"]).with_identity(name=name, version=version)
+    sha256 = row["sha256"]
+    plan_sha256 = _checked_plan(plpy, signature, row["plan"], row["plan_sha256"])
     others = [r["name"] for r in plpy.execute("SELECT DISTINCT name FROM ml.deployments")]
     check_deployable(signature, others)
     _drop_changed(plpy, signature)
     for statement in statements(plpy, signature, version, sha256):
         plpy.execute(statement)
     record = plpy.prepare(
-        "INSERT INTO ml.deployments (name, version, sha256, action) VALUES ($1, $2, $3, $4)",
-        ["text", "integer", "text", "text"],
+        "INSERT INTO ml.deployments (name, version, sha256, action, plan_sha256) "
+        "VALUES ($1, $2, $3, $4, $5)",
+        ["text", "integer", "text", "text", "text"],
     )
-    record.execute([name, version, sha256, action])
+    record.execute([name, version, sha256, action, plan_sha256])
     return version
+
+
+def _checked_plan(plpy: Any, signature: Signature, blob: Any, plan_sha256: str | None) -> Any:
+    """The sha256 of the version's plan, checked now rather than at the first call.
+
+    A plan must load and link (the kernels check every index) and carry the sha256 the
+    signature and ``ml.models`` record. Without a plan the version runs its pickle, which is
+    refused unless a superuser allowed pickles; then the server's scikit-learn must be able to
+    load it.
+    """
+    if blob is None:
+        from udfs.bundle import check_versions
+        from udfs.postgres.runtime import pickles_refused
+
+        if not plpy.execute("SELECT ml._allow_pickles() AS allowed")[0]["allowed"]:
+            raise ConfigError(pickles_refused(signature.name, signature.version, signature.plan))
+        check_versions(signature)
+        return None
+    from udfs.plan.execute import PlanRunner
+    from udfs.plan.format import Plan
+
+    plan = Plan.from_bytes(bytes(blob))
+    if not plan.sha256 == plan_sha256 == signature.plan_sha256:
+        raise IntegrityError(
+            f"model '{signature.name}' v{signature.version}: its scoring plan has sha256 "
+            f"{plan.sha256}, but ml.models records {plan_sha256} and its signature "
+            f"{signature.plan_sha256}; refusing to deploy it",
+            model=signature.name,
+        )
+    PlanRunner(plan, signature)
+    return plan_sha256
 
 
 def live_stack(plpy: Any, name: str) -> list[int]:

@@ -31,10 +31,13 @@ def _is_local(conn: Any) -> bool:
     return host in _LOCAL_HOSTS or host.startswith("/")
 
 
-def install(conn: Any, paths: list[str] | None = None) -> dict:
+def install(conn: Any, paths: list[str] | None = None, allow_pickles: bool | None = None) -> dict:
     """Create or update the ml schema; return what the backend reports (``ml.runtime_info()``).
 
-    Idempotent. Needs a superuser: plpython3u is an untrusted language.
+    Idempotent. Needs a superuser: plpython3u is an untrusted language. ``allow_pickles``:
+    True lets versions without a scoring plan run their pickled artifact in the server (so every
+    ``ml_admin`` can run code there), False forbids it, None leaves the setting as it is (off in
+    a new install).
 
     >>> install(psycopg2.connect(dsn))["scikit-learn"]  # doctest: +SKIP
     '1.9.1'
@@ -58,6 +61,12 @@ def install(conn: Any, paths: list[str] | None = None) -> dict:
             "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
             (json.dumps(paths),),
         )
+        if allow_pickles is not None:
+            cur.execute(
+                "INSERT INTO ml.settings (key, value) VALUES ('allow_pickles', %s) "
+                "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                ("on" if allow_pickles else "off",),
+            )
     with conn, conn.cursor() as cur:
         cur.execute("SELECT ml.runtime_info()")
         info = cur.fetchone()[0]  # jsonb arrives as a dict

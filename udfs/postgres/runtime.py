@@ -25,10 +25,8 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 
-from udfs.bundle import load_bytes  # noqa: E402
-from udfs.errors import ModelNotFoundError  # noqa: E402
+from udfs.errors import ConfigError, IntegrityError, ModelNotFoundError  # noqa: E402
 from udfs.fastpath import BatchScorer, RowScorer  # noqa: E402
 from udfs.signature import Signature  # noqa: E402
 
@@ -42,7 +40,7 @@ class Loaded:
     name: str
     version: int
     sha256: str
-    model: Any
+    scorer: Any  # the plan's runner, or the unpickled estimator
     signature: Signature
     rows: RowScorer
     batch: BatchScorer
@@ -63,15 +61,17 @@ def info(paths: bool = False) -> str:
     ``paths``: also where udfs was imported from (shown to superusers only: server paths help
     an attacker more than a user).
     """
-    import sklearn
+    from importlib.metadata import version
 
     import udfs
 
+    # Versions from the installed metadata: reporting them must not import scikit-learn or
+    # pandas into a backend that scores through plans and never needs them.
     seen = {
         "python": sys.version.split()[0],
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": version("scikit-learn"),
         "numpy": np.__version__,
-        "pandas": pd.__version__,
+        "pandas": version("pandas"),
         "udfs": udfs.__version__,
         "threads": os.environ.get("OPENBLAS_NUM_THREADS"),
     }
@@ -90,10 +90,12 @@ def _prepared(plpy: Any, GD: dict, key: str, query: str, types: list[str]) -> An
 def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
     """The model ``name`` at ``version``, from the cache or, while it is live, from ml.models.
 
-    ``ml._live_artifact`` hands out the bytes only while (version, sha256) is the version live
-    in the calling statement's snapshot, so a version that was uploaded but never deployed is
-    never loaded. The sha256 compared is the one ``ml.deploy`` recorded in ``ml.deployments``
-    (which nobody below a superuser can rewrite), not the one stored beside the artifact.
+    ``ml._live_plan``/``ml._live_artifact`` hand out bytes only while (version, sha256) is the
+    version live in the calling statement's snapshot, so a version that was uploaded but never
+    deployed is never loaded. A version with a scoring plan is loaded as data: its plan must
+    have the sha256 ``ml.deploy`` recorded in ``ml.deployments`` (which nobody below a
+    superuser can rewrite). Only a version without one unpickles its artifact, and only where a
+    superuser allowed pickles; its sha256 is checked against the deployment record too.
     """
     cache = GD.setdefault(MODELS_KEY, {})
     key = (name, version, sha256)
@@ -103,13 +105,13 @@ def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
     live = _live_row(plpy, GD, name)
     if live is None or (live["version"], live["sha256"]) != (version, sha256):
         return load(plpy, GD, name, *_live_identity(name, live))
-    query = "SELECT ml._live_artifact($1, $2, $3) AS artifact"
-    plan = _prepared(plpy, GD, "udfs.plan.artifact", query, ["text", "integer", "text"])
-    artifact = plan.execute([name, version, sha256])[0]["artifact"]
-    if artifact is None:  # undeployed between the two queries: cannot happen in one snapshot
-        raise ModelNotFoundError(f"model '{name}' v{version} is not live", model=name)
     signature = Signature.from_json(live["signature"]).with_identity(version=version, sha256=sha256)
-    model = load_bytes(bytes(artifact), signature)
+    if live["plan_sha256"]:
+        scorer = _plan_scorer(plpy, GD, signature, live["plan_sha256"])
+    else:
+        from udfs.bundle import load_bytes
+
+        scorer = load_bytes(_live_bytes(plpy, GD, "artifact", signature), signature)
     # Older versions of the same model are not called again by this backend: free them.
     for old in [k for k in cache if k[0] == name]:
         del cache[old]
@@ -117,16 +119,59 @@ def load(plpy: Any, GD: dict, name: str, version: int, sha256: str) -> Loaded:
         name,
         version,
         sha256,
-        model,
+        scorer,
         signature,
-        RowScorer(model, signature),
-        BatchScorer(model, signature),
+        RowScorer(scorer, signature),
+        BatchScorer(scorer, signature),
     )
     return loaded
 
 
+def _plan_scorer(plpy: Any, GD: dict, signature: Signature, plan_sha256: str) -> Any:
+    from udfs.plan.execute import PlanRunner
+    from udfs.plan.format import Plan
+
+    plan = Plan.from_bytes(_live_bytes(plpy, GD, "plan", signature))
+    if plan.sha256 != plan_sha256:
+        raise IntegrityError(
+            f"model '{signature.name}' v{signature.version}: scoring plan sha256 is "
+            f"{plan.sha256}, but ml.deploy recorded {plan_sha256}; refusing a tampered plan",
+            model=signature.name,
+            expected=plan_sha256,
+            value=plan.sha256,
+        )
+    return PlanRunner(plan, signature)
+
+
+def _live_bytes(plpy: Any, GD: dict, what: str, signature: Signature) -> bytes:
+    """The live version's plan or artifact; an artifact only where pickles are allowed."""
+    name = signature.name
+    if what == "artifact":
+        allowed = plpy.execute("SELECT ml._allow_pickles() AS allowed")[0]["allowed"]
+        if not allowed:
+            raise ConfigError(pickles_refused(name, signature.version, signature.plan))
+    query = f"SELECT ml._live_{what}($1, $2, $3) AS blob"
+    plan = _prepared(plpy, GD, f"udfs.plan.{what}", query, ["text", "integer", "text"])
+    blob = plan.execute([name, signature.version, signature.sha256])[0]["blob"]
+    if blob is None:  # undeployed between the two queries: cannot happen in one snapshot
+        raise ModelNotFoundError(f"model '{name}' v{signature.version} is not live", model=name)
+    return bytes(blob)
+
+
+def pickles_refused(name: str, version: int | None, plan: dict | None) -> str:
+    """Why a version without a plan is not deployed nor loaded, and how a superuser allows it."""
+    why = (plan or {}).get("unsupported", "it was uploaded without one")
+    return (
+        f"model '{name}' v{version} has no scoring plan ({why}), and this database does not "
+        "load pickled models: unpickling runs the artifact's code as the server's OS user. A "
+        "superuser can allow it with `udfs pg install --allow-pickles` (or INSERT INTO "
+        "ml.settings VALUES ('allow_pickles', 'on')), which lets every ml_admin run code in the "
+        "server"
+    )
+
+
 def _live_row(plpy: Any, GD: dict, name: str) -> dict | None:
-    query = "SELECT version, sha256, signature FROM ml._live($1)"
+    query = "SELECT version, sha256, signature, plan_sha256 FROM ml._live($1)"
     rows = _prepared(plpy, GD, "udfs.plan.live", query, ["text"]).execute([name])
     return rows[0] if rows else None
 

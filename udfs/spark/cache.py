@@ -12,7 +12,8 @@ import os
 from collections import OrderedDict
 from collections.abc import Callable
 
-from udfs.bundle import ModelBundle, load_bytes
+from udfs.bundle import ModelBundle, load_bytes, load_plan
+from udfs.plan.format import Plan
 from udfs.signature import Signature
 
 log = logging.getLogger("udfs.spark")
@@ -25,22 +26,31 @@ LOAD_LOG_ENV = "UDFS_SPARK_LOAD_LOG"
 _models: OrderedDict[tuple[str, str | None], ModelBundle] = OrderedDict()
 
 
-def get(signature: Signature, artifact: Callable[[], bytes], gpu: str | None = None) -> ModelBundle:
+def get(signature: Signature, shipped: Callable[[], dict], gpu: str | None = None) -> ModelBundle:
     """The cached model for ``signature.sha256`` on ``gpu`` (an address, or None for the CPU).
 
-    On a miss the artifact is verified and unpickled; with a GPU, tree ensembles are converted
-    to the GPU backend when it is installed and a CUDA device answers, else the CPU runs them.
+    ``shipped()`` gives what ``register`` broadcast: ``{"plan": bytes | None, "artifact":
+    bytes | None}``. On a miss, the plan (when there is one) is verified and linked: no
+    unpickling, no scikit-learn. With a GPU and an artifact, tree ensembles are converted to the
+    GPU backend when it is installed and a CUDA device answers, else the CPU runs them.
     """
     key = (signature.sha256 or "", gpu)
     bundle = _models.get(key)
     if bundle is not None:
         _models.move_to_end(key)
         return bundle
-    model = load_bytes(artifact(), signature)
+    blobs = shipped()
     backend = "cpu"
-    if gpu is not None:
-        model, backend = _on_gpu(model, signature, gpu)
-    bundle = ModelBundle(model, signature)
+    if gpu is not None and blobs.get("artifact") is not None:
+        model, backend = _on_gpu(load_bytes(blobs["artifact"], signature), signature, gpu)
+        bundle = ModelBundle(model, signature) if backend == "gpu" else None
+    else:
+        bundle = None
+    if bundle is None and blobs.get("plan") is not None:
+        bundle = ModelBundle(None, signature, load_plan(Plan.from_bytes(blobs["plan"]), signature))
+        backend = "plan" if backend == "cpu" else backend
+    if bundle is None:
+        bundle = ModelBundle(load_bytes(blobs["artifact"], signature), signature)
     _models[key] = bundle
     while len(_models) > MAX_MODELS:
         _models.popitem(last=False)

@@ -6,7 +6,10 @@ from pyspark.sql import SparkSession
 
 from udfs.bundle import load_bytes
 from udfs.spark.udf import make_udf
-from udfs.store import StorePath, model_names, read_bundle_bytes, resolve
+from udfs.store import StorePath, ensure_plan, model_names, resolve
+
+# Set on a session whose tasks get GPUs (udfs.spark.session with gpu="on"/"auto").
+TASK_GPU_CONF = "spark.task.resource.gpu.amount"
 
 
 def register(
@@ -14,16 +17,30 @@ def register(
 ) -> list[str]:
     """Register ``<name>`` (predict) and, for classifiers, ``<name>_proba`` as SQL functions.
 
-    The model is checked on the driver first (sha256, library versions, unpickling), so a bad
-    artifact fails here and not in the middle of a job.
+    A model with a scoring plan ships the plan (data: executors never unpickle it, nor import
+    scikit-learn); one without ships its pickled artifact. Either is checked on the driver first
+    (sha256; for a pickle also library versions and unpickling), so a bad model fails here and
+    not in the middle of a job. On a session whose tasks get GPUs the artifact travels too: the
+    GPU backend converts scikit-learn's trees.
 
     >>> register(spark, "churn")  # doctest: +SKIP
     ['churn', 'churn_proba']
     """
-    artifact, signature = read_bundle_bytes(resolve(name, version, store))
-    load_bytes(artifact, signature)
+    ref = resolve(name, version, store)
+    signature = ensure_plan(ref)
+    plan = ref.plan()
+    artifact = None
+    if plan is None or spark.conf.get(TASK_GPU_CONF, None):
+        artifact = ref.artifact_path.read_bytes()
+        load_bytes(artifact, signature)
+    if plan is not None:
+        from udfs.plan.execute import PlanRunner
+
+        PlanRunner(plan, signature)  # links: a plan this udfs cannot run fails here
     # Broadcast, not a driver-local path: executors on other machines get the bytes too.
-    shipped = spark.sparkContext.broadcast(artifact)
+    shipped = spark.sparkContext.broadcast(
+        {"plan": None if plan is None else plan.to_bytes(), "artifact": artifact}
+    )
     spark.udf.register(name, make_udf(signature, shipped, "predict"))
     registered = [name]
     if signature.has_proba:

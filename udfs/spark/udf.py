@@ -41,7 +41,7 @@ def make_udf(signature: Signature, artifact: Broadcast, method: str) -> UserDefi
                 continue
             if bundle is None:
                 bundle = cache.get(sig, lambda: artifact.value, gpu=task_gpu())
-            yield score_batch(bundle.model, sig, columns)
+            yield score_batch(bundle.scorer, sig, columns)
 
     score.__name__ = f"{signature.name}_{method}"
     return pandas_udf(score, returnType=return_type)
