@@ -29,6 +29,7 @@ def test_demo_runs_twice_with_exact_agreement(tmp_path):
             assert "Result: EXACT agreement across engines." in out
             for model in ("churn", "segment", "progression"):
                 assert f"spark    {model}" in out and f"postgres {model}" in out
+                assert f"{model:<12} scores through plan\n" in out  # not the pickle
             assert "1,000 rows copied into new_customers, 1,000 scored on insert" in out
             assert 'Connect: psql "postgresql://postgres@127.0.0.1:' in out
         assert "models: churn@1, segment@1, progression@1" in out  # reused, not retrained

@@ -148,12 +148,13 @@ def _diagnose(
     return "", {}
 
 
-def _call(model: Any, signature: Signature, method: str, batch: Batch) -> np.ndarray:
+def _call(model: Any, signature: Signature, method: str, batch: Batch) -> Any:
     """``method`` of the model on the batch's valid rows: through its plan when it has one."""
     plan = getattr(model, "is_plan", False)
     try:
         if plan:
-            return np.asarray(getattr(model, method)(batch.arrays))
+            result = getattr(model, method)(batch.arrays)
+            return result if method == "predict_both" else np.asarray(result)
         return np.asarray(getattr(model, method)(batch.X))
     except UdfsError as exc:
         if not plan:
@@ -198,6 +199,48 @@ def predict(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.S
     """
     batch = prepare(signature, columns)
     labels = _call(model, signature, "predict", batch) if batch.rows else np.empty(0)
+    return _labels(np.asarray(labels), batch, signature)
+
+
+def predict_proba(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.Series:
+    """Class probabilities: P(classes[1]) for binary, a list in class order for multiclass."""
+    _require_proba(signature)
+    batch = prepare(signature, columns)
+    n_classes = len(signature.classes or ())
+    proba = (
+        _call(model, signature, "predict_proba", batch) if batch.rows else np.empty((0, n_classes))
+    )
+    return _probabilities(np.asarray(proba), batch, signature)
+
+
+def predict_with_proba(
+    model: Any, signature: Signature, columns: Sequence[Column]
+) -> tuple[pd.Series, pd.Series]:
+    """``predict`` and ``predict_proba`` of one batch, coerced once and, through a plan, with
+    the trees walked once (``PlanRunner.predict_both``, bit-identical to the two calls)."""
+    _require_proba(signature)
+    if not hasattr(model, "predict_both"):
+        return predict(model, signature, columns), predict_proba(model, signature, columns)
+    batch = prepare(signature, columns)
+    if batch.rows:
+        labels, proba = _call(model, signature, "predict_both", batch)
+    else:
+        labels, proba = np.empty(0), np.empty((0, len(signature.classes or ())))
+    return (
+        _labels(np.asarray(labels), batch, signature),
+        _probabilities(np.asarray(proba), batch, signature),
+    )
+
+
+def _require_proba(signature: Signature) -> None:
+    if not signature.has_proba:
+        raise InputError(
+            f"model '{signature.name}' is a {signature.task} model without predict_proba",
+            model=signature.name,
+        )
+
+
+def _labels(labels: np.ndarray, batch: Batch, signature: Signature) -> pd.Series:
     if labels.ndim != 1:
         raise ScoringError(
             f"model '{signature.name}': predict returned shape {labels.shape}, expected one value per row",
@@ -208,18 +251,8 @@ def predict(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.S
     return _scatter(labels, batch, RESULT_DTYPES[signature.label_type])
 
 
-def predict_proba(model: Any, signature: Signature, columns: Sequence[Column]) -> pd.Series:
-    """Class probabilities: P(classes[1]) for binary, a list in class order for multiclass."""
-    if not signature.has_proba:
-        raise InputError(
-            f"model '{signature.name}' is a {signature.task} model without predict_proba",
-            model=signature.name,
-        )
-    batch = prepare(signature, columns)
+def _probabilities(proba: np.ndarray, batch: Batch, signature: Signature) -> pd.Series:
     n_classes = len(signature.classes or ())
-    proba = (
-        _call(model, signature, "predict_proba", batch) if batch.rows else np.empty((0, n_classes))
-    )
     if proba.ndim != 2 or proba.shape[1] != n_classes:
         raise ScoringError(
             f"model '{signature.name}': predict_proba returned shape {proba.shape}, "

@@ -64,7 +64,12 @@ def compare(
     spark: pd.DataFrame,
     postgres: pd.DataFrame,
 ) -> Agreement:
-    """Compare engine results (``id, prediction[, probability]``) with the bundle on ``frame``."""
+    """Compare engine results (``id, prediction[, probability]``) with the bundle on ``frame``.
+
+    The reference is scikit-learn itself (the bundle's estimator, not its scoring plan), with
+    the udfs semantics (types, NULL policy) the engines promise.
+    """
+    bundle = ModelBundle(bundle.model, bundle.signature)  # no plan: scikit-learn scores
     spark = spark.sort_values("id").reset_index(drop=True)
     postgres = postgres.sort_values("id").reset_index(drop=True)
     frame = frame.sort_values("id").reset_index(drop=True)

@@ -65,6 +65,8 @@ def run_demo(store: StorePath = None, rows: int = DEMO_ROWS, retrain: bool = Fal
     report = DemoReport()
     refs = step("training and saving the demo models", lambda: ensure_demo_models(store, retrain))
     click.echo("  models: " + ", ".join(str(r) for r in refs))
+    for ref in refs:
+        click.echo(f"  {ref.name:<12} scores through {ref.signature().scoring_path()}")
     frames = {
         "customers": customers(rows, seed=7, null_fraction=0.02)[["id", *FEATURES]],
         "patients": patients(),

@@ -538,9 +538,170 @@ fail:
     return NULL;
 }
 
+/* ---------------------------------------------------------------- one row */
+
+/* Row flags (Forest.row): reject NaN, reject infinity (float64 models; float32 models always reject
+ * it, as run does), strict input (only float, int within int64 and None, as a SQL double). */
+#define ROW_NO_NAN 1
+#define ROW_NO_INF 2
+#define ROW_STRICT 4
+#define ROW_STACK 256
+
+/* One value of a row as the double numpy would hold: float as is, None as NaN, int exactly rounded
+ * (float(int)), bool 1.0/0.0; anything else is a TypeError. Returns -1 on error. */
+static int row_value(PyObject *o, int strict, double *out) {
+    if (PyFloat_CheckExact(o)) {
+        *out = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    if (o == Py_None) {
+        *out = NAN;
+        return 0;
+    }
+    if (PyLong_CheckExact(o)) {
+        int overflow = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+        if (v == -1 && PyErr_Occurred()) return -1;
+        if (overflow) {
+            PyErr_SetString(PyExc_TypeError, "Forest.row: an integer outside the int64 range");
+            return -1;
+        }
+        *out = (double)v; /* correctly rounded, as float(int) and numpy's int64 -> float64 */
+        return 0;
+    }
+    if (strict) {
+        PyErr_Format(PyExc_TypeError, "Forest.row: a %.100s where a number is expected",
+                     Py_TYPE(o)->tp_name);
+        return -1;
+    }
+    if (PyBool_Check(o)) {
+        *out = o == Py_True ? 1.0 : 0.0;
+        return 0;
+    }
+    if (PyFloat_Check(o)) { /* float subclasses such as numpy.float64 */
+        *out = PyFloat_AS_DOUBLE(o);
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "Forest.row: a %.100s where a number is expected",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+static inline int32_t walk32_one(const Node32 *nodes, int32_t i, const float *x, int has_nan) {
+    for (;;) {
+        const Node32 *nd = nodes + i;
+        if (nd->left == i) return i;
+        float v = x[nd->feat];
+        i = has_nan ? STEP32(nd, v, 1) : STEP32(nd, v, 0);
+    }
+}
+
+static inline int32_t walk64_one(const Forest *f, Py_ssize_t t, const double *x) {
+    const Node64 *nodes = f->nodes64;
+    int32_t i = f->root[t];
+    const int cat = f->has_cat[t];
+    for (;;) {
+        const Node64 *nd = nodes + i;
+        if (nd->left == i) return i;
+        double v = x[nd->feat];
+        int go_left = cat ? go_left64(f, nd, v) : ((v <= nd->thr) | ((v != v) & nd->mgl));
+        i = nd->left + !go_left;
+    }
+}
+
+/* Forest.row(values, flags): the raw scores of one row, as run() computes them for a one-row X.
+ * values is a list or tuple of n_features numbers (see row_value); returns a tuple of n_outputs
+ * floats. The GIL is kept: a row takes microseconds. */
+static PyObject *Forest_row(Forest *self, PyObject *args) {
+    PyObject *o_values;
+    int flags;
+    if (!PyArg_ParseTuple(args, "Oi", &o_values, &flags)) return NULL;
+    if (self->root == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "Forest: not initialized");
+        return NULL;
+    }
+    if (!PyList_CheckExact(o_values) && !PyTuple_CheckExact(o_values)) {
+        PyErr_SetString(PyExc_TypeError, "Forest.row: values must be a list or a tuple");
+        return NULL;
+    }
+    const Py_ssize_t nf = self->n_features, K = self->n_outputs, w = self->width;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(o_values);
+    if (n != nf) {
+        PyErr_Format(PyExc_ValueError, "X has %zd features, but the model expects %zd features", n,
+                     nf);
+        return NULL;
+    }
+    PyObject **items = PySequence_Fast_ITEMS(o_values);
+    double xs_d[ROW_STACK], out_s[ROW_STACK];
+    float xs_f[ROW_STACK];
+    double *xd = xs_d, *out = out_s;
+    float *xf = xs_f;
+    void *heap = NULL;
+    if (nf > ROW_STACK || K > ROW_STACK) {
+        heap = PyMem_Malloc(sizeof(double) * (size_t)(2 * nf + K) + sizeof(float) * (size_t)nf);
+        if (heap == NULL) return PyErr_NoMemory();
+        xd = heap;
+        out = xd + nf;
+        xf = (float *)(out + K);
+    }
+    PyObject *result = NULL;
+    int strict = (flags & ROW_STRICT) != 0, nan_seen = 0, inf_seen = 0;
+    for (Py_ssize_t i = 0; i < nf; i++) {
+        if (row_value(items[i], strict, xd + i) < 0) goto done;
+        if (self->kind == 32) {
+            float v = (float)xd[i];
+            xf[i] = v;
+            nan_seen |= v != v;
+            inf_seen |= isinf(v);
+        } else {
+            nan_seen |= xd[i] != xd[i];
+            inf_seen |= isinf(xd[i]);
+        }
+    }
+    if (inf_seen && (self->kind == 32 || (flags & ROW_NO_INF))) {
+        PyErr_SetString(PyExc_ValueError,
+                        self->kind == 32
+                            ? "Input X contains infinity or a value too large for dtype('float32')."
+                            : "Input X contains infinity.");
+        goto done;
+    }
+    if (nan_seen && ((flags & ROW_NO_NAN) || (self->kind == 32 && !self->allow_nan))) {
+        PyErr_SetString(PyExc_ValueError, "Input X contains NaN.");
+        goto done;
+    }
+    if (self->init != NULL) memcpy(out, self->init, sizeof(double) * (size_t)K);
+    for (Py_ssize_t t = 0; t < self->n_trees; t++) {
+        int32_t leaf = self->kind == 32 ? walk32_one(self->nodes32, self->root[t], xf, nan_seen)
+                                        : walk64_one(self, t, xd);
+        const double *src = self->values + (Py_ssize_t)leaf * w;
+        double *dst = out + self->col[t];
+        if (self->init == NULL && t == 0)
+            for (Py_ssize_t j = 0; j < w; j++) dst[j] = src[j];
+        else
+            for (Py_ssize_t j = 0; j < w; j++) dst[j] += src[j];
+    }
+    if (self->divisor != 0)
+        for (Py_ssize_t j = 0; j < K; j++) out[j] /= self->divisor;
+    result = PyTuple_New(K);
+    if (result == NULL) goto done;
+    for (Py_ssize_t j = 0; j < K; j++) {
+        PyObject *v = PyFloat_FromDouble(out[j]);
+        if (v == NULL) {
+            Py_CLEAR(result);
+            goto done;
+        }
+        PyTuple_SET_ITEM(result, j, v);
+    }
+done:
+    PyMem_Free(heap);
+    return result;
+}
+
 static PyMethodDef Forest_methods[] = {
     {"run", (PyCFunction)Forest_run, METH_VARARGS,
      "run(X, out): out (n, K) = init + each tree's leaf values in order (then / divisor)."},
+    {"row", (PyCFunction)Forest_row, METH_VARARGS,
+     "row(values, flags): one row's raw scores (a tuple), exactly as run() on a one-row X."},
     {NULL, NULL, 0, NULL}};
 
 static PyObject *Forest_get_nodes(Forest *self, void *closure) {
@@ -617,5 +778,8 @@ PyMODINIT_FUNC PyInit__kernels(void) {
         return NULL;
     }
     PyModule_AddIntConstant(m, "BLOCK", BLOCK);
+    PyModule_AddIntConstant(m, "ROW_NO_NAN", ROW_NO_NAN);
+    PyModule_AddIntConstant(m, "ROW_NO_INF", ROW_NO_INF);
+    PyModule_AddIntConstant(m, "ROW_STRICT", ROW_STRICT);
     return m;
 }

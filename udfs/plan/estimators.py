@@ -112,14 +112,27 @@ class Linear:
         return scores
 
     def predict(self, X: Any) -> np.ndarray:
+        return self.labels(self.decision(X))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        return self.proba(self.decision(X))
+
+    def both(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(predict, predict_proba) from one decision function: the labels first, since the
+        probabilities are computed in place over the scores, as scikit-learn does."""
         scores = self.decision(X)
+        labels = self.labels(scores)
+        return labels, self.proba(scores)
+
+    def labels(self, scores: np.ndarray) -> np.ndarray:
+        """``predict`` from the decision function (which it leaves unchanged)."""
         if self.classes is None:
             return scores
         indices = (scores > 0).astype(np.intp) if scores.ndim == 1 else np.argmax(scores, axis=1)
         return self.classes.take(indices, axis=0)
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        scores = self.decision(X)
+    def proba(self, scores: np.ndarray) -> np.ndarray:
+        """``predict_proba`` from the decision function (which it may overwrite)."""
         if self.kind == "logistic" and scores.ndim > 1:
             return softmax(scores)
         if self.kind in ("logistic", "sgd_log"):
@@ -196,3 +209,7 @@ class Trees:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         return self._prepared.run(self._input(X), "predict_proba")
+
+    def both(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(predict, predict_proba) from one walk of the trees."""
+        return self._prepared.both(self._input(X))

@@ -10,7 +10,7 @@ return on the same rows, bit for bit.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -21,6 +21,9 @@ from udfs.plan.estimators import Linear, Trees
 from udfs.plan.format import Plan
 from udfs.plan.ops import Frame
 from udfs.signature import Signature
+
+if TYPE_CHECKING:
+    from udfs.plan.row import RowPlan
 
 _STEP_BUILDERS: dict[str, Callable[[dict, dict], steps.Step]] = {
     "passthrough": steps.build_passthrough,
@@ -76,6 +79,7 @@ class PlanRunner:
         self._transform = _build_step(spec["transform"], plan.arrays)
         self._estimator = _build_estimator(spec["estimator"], plan.arrays)
         self.has_proba = bool(spec["has_proba"])
+        self._row: RowPlan | None = None
 
     def _input(self, columns: Sequence[np.ndarray]) -> Any:
         if len(columns) != len(self.names):
@@ -104,3 +108,30 @@ class PlanRunner:
                 f"model '{self.signature.name}' has no predict_proba", model=self.signature.name
             )
         return self._estimator.predict_proba(self._transform(self._input(columns)))
+
+    def predict_both(self, columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(predict(columns), predict_proba(columns))`` with one transform and one decision
+        function (one walk of the trees), each bit-identical to its own call.
+
+        The probabilities are None for a model without ``predict_proba``.
+        """
+        X = self._transform(self._input(columns))
+        if not self.has_proba:
+            return self._estimator.predict(X), None
+        return self._estimator.both(X)
+
+    def row_scorer(self) -> RowPlan:
+        """This plan fused for one row at a time (built once, then cached): see
+        :class:`udfs.plan.row.RowPlan`. ``row_scorer().predict(values)`` equals
+        ``predict(one_row_arrays)[0]`` for the arrays ``udfs.fastpath`` builds from ``values``."""
+        row = self._row
+        if row is None:
+            from udfs.plan.row import RowPlan
+
+            row = self._row = RowPlan(self)
+        return row
+
+    def row(self, values: Sequence[Any], method: str) -> Any:
+        """``method`` ("predict" or "predict_proba") on one row of Python values, in signature
+        order: ``float`` (double), ``int`` (bigint), ``bool``, ``str``, ``None`` (NULL)."""
+        return self.row_scorer().score(values, method)

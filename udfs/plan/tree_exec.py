@@ -163,6 +163,17 @@ class Prepared:
             return self._run_proba(self.raw(X))
         raise ValueError(f"unknown method {method!r}")
 
+    def both(self, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(predict, predict_proba) from one computation of the raw scores.
+
+        Both are derived from the same raw array, which neither rule modifies (softmax works on
+        a copy), so each equals what :meth:`run` returns for its method.
+        """
+        if self._proba is None:
+            raise ValueError(f"{self._estimator} has no predict_proba")
+        raw = self.raw(X)
+        return self._run_predict(raw), self._run_proba(raw)
+
     def _run_proba(self, raw: np.ndarray) -> np.ndarray:
         proba = self._proba
         if proba == "identity":

@@ -141,6 +141,16 @@ def _batch_body(signature: Signature, version: int, sha256: str) -> str:
 def _body(call: str, signature: Signature, version: int, sha256: str, extra: str) -> str:
     head = "plpy, GD, TD" if call.endswith("trigger") else "plpy, GD"
     constants = f"{signature.name!r}, {int(version)}, {sha256!r}"
+    if call == "scalar":
+        # Per-row calls keep the row scorer of their own version in SD (this function's own
+        # dict, new whenever a redeploy replaces the body): a call then costs one lookup.
+        method = extra.split(",")[1].strip()
+        return (
+            'score = SD.get("score")\nif score is not None:\n    return score(args)\n'
+            + PREAMBLE
+            + f"score, own = rt.scalar_function(plpy, GD, {constants}, {method})\n"
+            + 'if own:\n    SD["score"] = score\nreturn score(args)\n'
+        )
     return PREAMBLE + f"return rt.{call}({head}, {constants}{extra})\n"
 
 

@@ -198,6 +198,22 @@ def scalar(
     return loaded.rows.predict_proba(args)
 
 
+def scalar_function(
+    plpy: Any, GD: dict, name: str, version: int, sha256: str, method: str
+) -> tuple[Any, bool]:
+    """The row scorer method a per-row function calls, and whether it is this version's own.
+
+    Only a function's own version may be kept across calls (in its SD): one that a statement's
+    older snapshot chose instead serves this statement only.
+    """
+    cache = GD.get(MODELS_KEY)
+    loaded = cache.get((name, version, sha256)) if cache else None
+    if loaded is None:
+        loaded = _statement_version(plpy, GD, name)
+    own = (loaded.version, loaded.sha256) == (version, sha256)
+    return getattr(loaded.rows, method), own
+
+
 def _statement_version(plpy: Any, GD: dict, name: str) -> Loaded:
     """The version the calling statement scores with: the one live in its snapshot.
 
