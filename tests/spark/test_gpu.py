@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from tests.fixtures.models import FEATURES, expected
+from udfs import scoring
 from udfs.demo.data import customers
 from udfs.errors import ConfigError
 from udfs.spark import device
@@ -172,3 +173,54 @@ def test_rapids_properties_file_agrees_with_the_session_conf():
     assert float(props["spark.task.resource.gpu.amount"]) == 1 / cores
     assert int(props["spark.rapids.python.concurrentPythonWorkers"]) >= cores
     assert "spark.plugins" not in _properties("cpu.properties")
+
+
+def test_executor_cache_runs_the_plans_trees_on_the_gpu_backend(
+    tmp_path, monkeypatch, caplog, model_store
+):
+    """What a GPU task loads, without Spark: the plan only (no pickle), on the GPU backend."""
+    pytest.importorskip("torch", reason="the udfs[gpu] extra (PyTorch) is not installed")
+    from udfs.accel import trees
+    from udfs.plan.execute import PlanRunner
+    from udfs.spark import cache
+    from udfs.store import resolve
+
+    shipped = {}
+    for name in ("segment", "churn"):  # a random forest, a logistic regression
+        ref = resolve(name, store=model_store)
+        shipped[name] = (ref.signature(), {"plan": ref.plan().to_bytes(), "artifact": None})
+    ref = resolve("plain", store=model_store)
+    pickled = (ref.signature(), {"plan": None, "artifact": ref.artifact_path.read_bytes()})
+    loads = tmp_path / "loads.log"
+    monkeypatch.setenv(cache.LOAD_LOG_ENV, str(loads))
+    monkeypatch.setattr(cache, "_models", type(cache._models)())
+    with caplog.at_level(logging.WARNING, logger="udfs.spark"):
+        no_cuda = cache.get(shipped["segment"][0], lambda: shipped["segment"][1], gpu="0")
+        linear = cache.get(shipped["churn"][0], lambda: shipped["churn"][1], gpu="0")
+        sklearn_cpu = cache.get(pickled[0], lambda: pickled[1], gpu="0")
+        # torch's CPU device stands in for the task's GPU here.
+        monkeypatch.setattr(device, "torch_device", lambda address: "cpu")
+        fast = cache.get(shipped["segment"][0], lambda: shipped["segment"][1], gpu="1")
+    assert isinstance(no_cuda.scorer, PlanRunner) and isinstance(linear.scorer, PlanRunner)
+    assert not isinstance(sklearn_cpu.scorer, PlanRunner)  # its pickle, in scikit-learn
+    assert isinstance(fast.scorer, trees.PlanTrees) and fast.scorer.device.type == "cpu"
+    assert [line.split()[2:] for line in loads.read_text().splitlines()] == [
+        ["gpu=0", "cpu-fallback"],
+        ["gpu=0", "cpu-fallback"],
+        ["gpu=0", "cpu-fallback"],
+        ["gpu=1", "gpu"],
+    ]
+    messages = [r.getMessage() for r in caplog.records]
+    assert len(messages) == 3
+    assert all(m.startswith("udfs: model '") for m in messages)
+    assert "although GPU 0 is assigned (ConfigError: device 'cuda:0'" in messages[0]
+    assert "(LogisticRegression is not a tree ensemble)" in messages[1]
+    assert "(it has no scoring plan, which the GPU backend runs)" in messages[2]
+    rows = customers(50, seed=3, null_fraction=0.1)
+    columns = [rows[f] for f in FEATURES]
+    signature = shipped["segment"][0]
+    for method in ("predict", "predict_proba"):
+        want = getattr(scoring, method)(no_cuda.scorer, signature, columns)
+        pd.testing.assert_series_equal(
+            getattr(scoring, method)(fast.scorer, signature, columns), want
+        )

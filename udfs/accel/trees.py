@@ -1,93 +1,51 @@
-"""Tree ensembles as PyTorch tensors, so that the GPU of a Spark task can score them.
+"""A scoring plan's tree ensemble as PyTorch tensors, so that the GPU of a Spark task scores it.
 
-A converted model walks every tree at once: one gather per tree level over a (rows x trees)
-tensor of node indices (the "tree traversal" strategy). Thresholds and leaf values stay float64
-and inputs are rounded as scikit-learn rounds them (float32 for the ``sklearn.tree`` based
-estimators, float64 for HistGradientBoosting), so each row takes the same path through each tree
-as in scikit-learn; only the order of the final sums differs (about 1e-15). The link function
-(sigmoid, softmax, exp) is scikit-learn's own, applied on the CPU to the small score matrix.
+There is one tree representation: the plan's ``trees`` node and arrays (:mod:`udfs.plan.trees`).
+This backend reads them, never a pickled scikit-learn model. Everything before and after the trees
+stays on the CPU, exactly as :class:`~udfs.plan.execute.PlanRunner` does it:
 
-Pipeline steps before the ensemble stay on the CPU in scikit-learn. A batch scikit-learn would
-reject (infinity, NaN for an estimator that refuses it, wrong columns) goes to scikit-learn as is,
-so that its error reaches the user unchanged.
+- the plan's transform (imputers, encoders, scalers, ColumnTransformer) runs in the runner itself,
+  then the estimator's input is cast and checked as the runner casts and checks it;
+- the device walks every tree at once, one gather per tree level over a (rows x trees) tensor of
+  node indices, with the plan's own split rule: a float32 model compares float32 x with the float32
+  threshold the compiler stored, a float64 model (HistGradientBoosting) compares float64 with
+  float64, and NaN follows ``missing_left``;
+- the leaf values are added to the initial score tree by tree, in model order, in float64, as the
+  plan's C kernel adds them; the forest average, the link (sigmoid, softmax, exp) and the labels are
+  computed on the CPU with the plan's own formulas. So the results equal the runner's bit for bit
+  (float64 addition is the same on every IEEE device; the tests measure a difference of 0).
 
->>> fast = convert(model, "cuda:0")  # doctest: +SKIP
->>> fast.predict_proba(frame)  # doctest: +SKIP
+A batch the plan refuses (its transform raises, NaN where the model refuses it, infinity, a value
+too large for float32, ...) is handed to the runner as is, so the user gets its error unchanged.
+Categorical HistGradientBoosting splits are not run here: :func:`unsupported_reason` says so and the
+caller keeps the CPU plan.
+
+Importing this module never imports torch; :func:`convert_plan` does.
+
+>>> fast = convert_plan(bundle.scorer, device="cuda:0")  # doctest: +SKIP
+>>> scoring.predict_proba(fast, bundle.signature, columns)  # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import importlib.util
+import logging
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from udfs.errors import ConfigError
 
+log = logging.getLogger("udfs.accel")
+
 INSTALL_HINT = "pip install 'udfs[gpu]'"
 # Rows x trees per traversal chunk: bounds each index tensor to ~32 MiB whatever the batch size.
 CHUNK_ELEMENTS = 1 << 22
-# What _sklearn_tree and _hist_tree return for each node, in this order.
-NODE_ARRAYS = ("feature", "threshold", "left", "right", "missing_left", "value")
-
-
-def _final(model: Any) -> tuple[Any | None, Any]:
-    """Split a Pipeline into (steps before the estimator, estimator)."""
-    from sklearn.pipeline import Pipeline
-
-    if isinstance(model, Pipeline):
-        return (model[:-1] if len(model.steps) > 1 else None), model.steps[-1][1]
-    return None, model
-
-
-def _kind(estimator: Any) -> tuple[str | None, str]:
-    """("forest" | "gb" | "hgb", "") for a convertible estimator, else (None, why not)."""
-    from sklearn import ensemble as ens
-    from sklearn import tree
-
-    families = {
-        "forest": (
-            ens.RandomForestClassifier,
-            ens.RandomForestRegressor,
-            ens.ExtraTreesClassifier,
-            ens.ExtraTreesRegressor,
-            tree.DecisionTreeClassifier,
-            tree.DecisionTreeRegressor,
-        ),
-        "gb": (ens.GradientBoostingClassifier, ens.GradientBoostingRegressor),
-        "hgb": (ens.HistGradientBoostingClassifier, ens.HistGradientBoostingRegressor),
-    }
-    name = type(estimator).__name__
-    kind = next((k for k, types in families.items() if isinstance(estimator, types)), None)
-    if kind is None:
-        known = ", ".join(t.__name__ for types in families.values() for t in types)
-        return None, f"{name} is not a supported tree ensemble (supported: {known})"
-    if not any(hasattr(estimator, a) for a in ("estimators_", "tree_", "_predictors")):
-        return None, f"{name} is not fitted"
-    if getattr(estimator, "n_outputs_", 1) != 1:
-        return None, f"{name} has {estimator.n_outputs_} outputs; only one is supported"
-    # A custom init estimator gives each row its own baseline, which no tensor holds.
-    if kind == "gb" and not (estimator.init is None or isinstance(estimator.init, str)):
-        return None, f"{name} has a custom init estimator"
-    # Categorical splits test bitsets, not thresholds: not converted.
-    categorical = getattr(estimator, "is_categorical_", None)
-    if kind == "hgb" and categorical is not None and np.any(categorical):
-        return None, f"{name} has categorical features"
-    return kind, ""
-
-
-def unsupported_reason(model: Any) -> str | None:
-    """Why ``model`` (or its Pipeline's last step) cannot be converted; None when it can."""
-    return _kind(_final(model)[1])[1] or None
-
-
-def gpu_candidate(model: Any) -> bool:
-    """True when :func:`convert` accepts ``model`` (libraries aside: see :func:`available`).
-
-    >>> gpu_candidate(make_pipeline(StandardScaler(), RandomForestClassifier().fit(X, y)))
-    True
-    """
-    return unsupported_reason(model) is None
+# The "trees" node layout (udfs.plan.trees.TREES_NODE_VERSION) this backend reads.
+NODE_VERSION = 1
+_PROBA_LINKS = (None, "identity", "logit", "halflogit", "softmax")
+_PREDICT_RULES = ("identity", "exp", "argmax", "ge0", "gt0")
 
 
 def available() -> bool:
@@ -118,181 +76,289 @@ def _device(torch: Any, device: str) -> Any:
     return dev
 
 
-def _sklearn_tree(estimator: Any, normalize: bool, scale: float) -> tuple[np.ndarray, ...]:
-    """One ``sklearn.tree`` tree as (feature, threshold, left, right, missing_left, value)."""
-    tree = estimator.tree_
-    leaf = tree.children_left < 0
-    own = np.arange(tree.node_count)
-    value = tree.value[:, 0, :].astype(np.float64)
-    if normalize:  # as DecisionTreeClassifier.predict_proba does, before forests average
-        total = value.sum(axis=1, keepdims=True)
-        value = value / np.where(total == 0, 1.0, total)
-    return (
-        np.where(leaf, 0, tree.feature),
-        tree.threshold,
-        np.where(leaf, own, tree.children_left),  # a leaf points at itself: deeper steps stay
-        np.where(leaf, own, tree.children_right),
-        tree.missing_go_to_left.astype(bool),
-        value * scale,  # sklearn's predict_stages adds learning_rate * value per leaf
-    )
+def _spec(plan: Any) -> tuple[dict, dict]:
+    """(the plan's estimator node, its trees node); empty dicts for anything else."""
+    estimator = plan.spec.get("estimator") or {}
+    trees = estimator.get("trees") if estimator.get("op") == "trees" else None
+    return estimator, trees or {}
 
 
-def _hist_tree(predictor: Any) -> tuple[np.ndarray, ...]:
-    """One HistGradientBoosting predictor in the same layout (values already shrunk)."""
-    nodes = predictor.nodes
-    leaf = nodes["is_leaf"].astype(bool)
-    own = np.arange(len(nodes))
-    return (
-        np.where(leaf, 0, nodes["feature_idx"]),
-        nodes["num_threshold"],
-        np.where(leaf, own, nodes["left"]),
-        np.where(leaf, own, nodes["right"]),
-        nodes["missing_go_to_left"].astype(bool),
-        nodes["value"].astype(np.float64)[:, None],
-    )
+def _tree_arrays(plan: Any, estimator: dict) -> dict[str, np.ndarray]:
+    prefix = estimator["prefix"]
+    return {k[len(prefix) :]: v for k, v in plan.arrays.items() if k.startswith(prefix)}
 
 
-def _pack(trees: list[tuple[np.ndarray, ...]]) -> dict[str, np.ndarray]:
-    """Pad every tree to one node count and flatten; child links become global indices."""
-    count, width = len(trees), max(len(t[0]) for t in trees)
-    roots = np.arange(count, dtype=np.int64)[:, None] * width
-    own = np.tile(np.arange(width, dtype=np.int64), (count, 1))
-    # Padding nodes are self-pointing leaves with zero value that no path reaches.
-    empty = (np.zeros((count, width), np.int64), np.zeros((count, width)), own, own.copy())
-    empty += (np.zeros((count, width), bool), np.zeros((count, width, trees[0][5].shape[1])))
-    packed = dict(zip(NODE_ARRAYS, empty, strict=True))
-    for i, tree in enumerate(trees):
-        for key, part in zip(NODE_ARRAYS, tree, strict=True):
-            packed[key][i, : len(part)] = part
-    packed["left"] += roots
-    packed["right"] += roots
-    flat = {k: v.reshape(count * width, *v.shape[2:]) for k, v in packed.items()}
-    return {**flat, "roots": roots.T}
+def unsupported_reason(plan: Any) -> str | None:
+    """Why the GPU backend cannot run ``plan`` (a Plan or a PlanRunner); None when it can.
+
+    >>> unsupported_reason(udfs.load_model("churn").plan)  # doctest: +SKIP
+    'LogisticRegression is not a tree ensemble'
+    """
+    plan = getattr(plan, "plan", plan)
+    estimator, node = _spec(plan)
+    what = estimator.get("where") or plan.spec.get("model_class", "the model")
+    if not node:
+        name = str(what).rsplit(": ", 1)[-1]
+        return f"{name} is not a tree ensemble"
+    if node.get("version") != NODE_VERSION or node.get("kind") not in (32, 64):
+        return (
+            f"{what}: trees node version {node.get('version')!r} (kind {node.get('kind')!r}) "
+            f"is not the one this GPU backend reads ({NODE_VERSION})"
+        )
+    bitset = _tree_arrays(plan, estimator).get("bitset")
+    if node.get("categorical") or (bitset is not None and bool(np.any(bitset >= 0))):
+        return f"{what} has categorical splits, which the GPU backend does not run"
+    if node.get("proba") not in _PROBA_LINKS or node.get("predict") not in _PREDICT_RULES:
+        return f"{what}: link {node.get('proba')!r} / rule {node.get('predict')!r} is not known"
+    return None
 
 
-def _structure(kind: str, est: Any) -> tuple[dict[str, np.ndarray], int]:
-    """The packed trees of ``est`` and its depth; boosting adds tree->output weights, baseline."""
-    from sklearn.base import is_classifier
-
-    if kind == "forest":
-        members = list(est.estimators_) if hasattr(est, "estimators_") else [est]
-        trees = [_sklearn_tree(t, is_classifier(est), 1.0) for t in members]
-        return _pack(trees), max(t.tree_.max_depth for t in members)
-    if kind == "gb":
-        stages = est.estimators_  # (iterations, outputs) regression trees
-        grid = [(t, k) for row in stages for k, t in enumerate(row)]
-        trees = [_sklearn_tree(t, False, est.learning_rate) for t, _ in grid]
-        depth = max(t.tree_.max_depth for t, _ in grid)
-        # The init estimator is constant here (checked by _kind): one row gives its value.
-        sample = np.zeros((1, est.n_features_in_), np.float32)
-        baseline = est._raw_predict_init(sample)[0]
-    else:
-        grid = [(p, k) for row in est._predictors for k, p in enumerate(row)]
-        trees = [_hist_tree(p) for p, _ in grid]
-        depth = max(int(p.nodes["depth"].max()) for p, _ in grid)
-        baseline = np.asarray(est._baseline_prediction, np.float64).ravel()
-    packed = _pack(trees)
-    weights = np.zeros((len(grid), len(baseline)))
-    weights[np.arange(len(grid)), [k for _, k in grid]] = 1.0
-    packed.update(weights=weights, baseline=np.asarray(baseline, np.float64))
-    return packed, depth
+def gpu_candidate(plan: Any) -> bool:
+    """True when :func:`convert_plan` accepts ``plan`` (libraries aside: see :func:`available`)."""
+    return unsupported_reason(plan) is None
 
 
-class TreeModel:
-    """A converted tree ensemble with scikit-learn's ``predict`` and ``predict_proba``."""
+def _classes(node: dict) -> np.ndarray | None:
+    """The class labels as ``udfs.plan.tree_exec`` rebuilds them (same values, same dtype)."""
+    labels = node.get("classes")
+    if labels is None:
+        return None
+    dtype = np.dtype(node["classes_dtype"])
+    if dtype.kind == "O":
+        out = np.empty(len(labels), dtype=object)
+        out[:] = labels
+        return out
+    return np.array(labels, dtype=dtype)
 
-    def __init__(self, model: Any, device: str = "cpu") -> None:
-        reason = unsupported_reason(model)
+
+def _softmax(raw: np.ndarray, order: str) -> np.ndarray:
+    """sklearn.utils.extmath.softmax on an array laid out as scikit-learn's is (as the plan)."""
+    x = np.array(raw, order=order, copy=True)
+    x -= np.max(x, axis=1).reshape(-1, 1)
+    np.exp(x, out=x)
+    x /= np.sum(x, axis=1).reshape(-1, 1)
+    return x
+
+
+class PlanTrees:
+    """A plan whose trees run on a torch device: a drop-in for its :class:`PlanRunner`.
+
+    ``predict`` and ``predict_proba`` take the per-feature arrays ``udfs.scoring`` hands a plan
+    (``is_plan``), so the object can serve as ``ModelBundle.scorer``.
+    """
+
+    #: How ``udfs.scoring`` tells a plan from a scikit-learn estimator.
+    is_plan = True
+
+    def __init__(self, runner: Any, device: str = "cpu") -> None:
+        reason = unsupported_reason(runner.plan)
         if reason:
-            raise ConfigError(f"cannot convert this model for the GPU: {reason}")
+            raise ConfigError(f"cannot run this plan on the GPU: {reason}")
         torch = self._torch = _import_torch()
         self.device = _device(torch, device)
-        self.head, self.estimator = _final(model)
-        self.kind = _kind(self.estimator)[0] or ""
-        packed, self.depth = _structure(self.kind, self.estimator)
-        self.n_trees = packed["roots"].shape[1]
-        self.classes_ = getattr(self.estimator, "classes_", None)
-        self.is_classifier = self.classes_ is not None
-        self._t = {k: torch.as_tensor(v, device=self.device) for k, v in packed.items()}
-        # sklearn.tree predicts on float32 inputs; HistGradientBoosting on float64.
-        self._float32 = self.kind != "hgb"
-        self._allow_nan = self.estimator.__sklearn_tags__().input_tags.allow_nan
-        names = getattr(self.estimator, "feature_names_in_", None)
-        self._names = list(names) if names is not None and self.head is None else None
+        self.runner = runner
+        self.plan, self.signature = runner.plan, runner.signature
+        self.has_proba = runner.has_proba
+        estimator, node = _spec(runner.plan)
+        arrays = _tree_arrays(runner.plan, estimator)
+        self.kind = int(node["kind"])
+        self.n_features = int(node["n_features"])
+        self.n_outputs = int(node["n_outputs"])
+        self.width = int(node["width"])
+        self.n_trees = len(arrays["root"])
+        self.depth = int(arrays["depth"].max()) if self.n_trees else 0
+        self._cols = [int(c) for c in arrays["col"]]
+        self._init = np.asarray(arrays["init"], np.float64) if node["has_init"] else None
+        self._divisor = float(node["divisor"])
+        # The estimator's cast and checks, then the kernel's: float32 models refuse infinity.
+        self._cast = np.dtype(estimator["cast"])
+        self._nan_ok = bool(estimator["nan_ok"]) and (
+            self.kind == 64 or bool(node["input"]["allow_nan"])
+        )
+        self._inf_ok = bool(estimator["inf_ok"]) and self.kind == 64
+        self._proba, self._predict = node.get("proba"), node["predict"]
+        self._raw_order = node.get("raw_order", "C")
+        self.classes = _classes(node)
+        # What the kernel compares: float32(x) with float32 thresholds, or float64 with float64.
+        self._real = np.dtype(np.float32 if self.kind == 32 else np.float64)
+        n_nodes = len(arrays["feature"])
+        host = {
+            "root": arrays["root"].astype(np.int64),
+            "feature": arrays["feature"].astype(np.int64),
+            "threshold": arrays["threshold"].astype(self._real),
+            "left": arrays["left"].astype(np.int64),
+            "missing_left": arrays["missing_left"].astype(bool),
+            "value": arrays["value"].astype(np.float64).reshape(n_nodes, self.width),
+        }
+        self._t = {k: torch.as_tensor(v, device=self.device) for k, v in host.items()}
+        self._warned = False
 
-    def _inputs(self, X: Any) -> tuple[Any, np.ndarray | None]:
-        """(what scikit-learn would get, float64 features; None if scikit-learn must run)."""
-        Xt = self.head.transform(X) if self.head is not None else X
-        if self._names is not None and list(getattr(X, "columns", [])) != self._names:
-            return Xt, None  # sklearn names the missing or reordered columns
+    # ------------------------------------------------------------------ the scorer's surface
+
+    def transform(self, columns: Sequence[np.ndarray]) -> Any:
+        """The final estimator's input, from the runner (CPU)."""
+        return self.runner.transform(columns)
+
+    def predict(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+        """``model.predict`` on these rows, as the runner returns it."""
+        raw = self._device_raw(columns)
+        return self.runner.predict(columns) if raw is None else self._finish(raw, "predict")
+
+    def predict_proba(self, columns: Sequence[np.ndarray]) -> np.ndarray:
+        """``model.predict_proba`` on these rows, as the runner returns it."""
+        raw = self._device_raw(columns) if self._proba is not None else None
+        if raw is None:  # refused, or no predict_proba: the runner raises as it raises
+            return self.runner.predict_proba(columns)
+        return self._finish(raw, "predict_proba")
+
+    def predict_both(self, columns: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(predict(columns), predict_proba(columns))`` from one walk of the trees; the
+        probabilities are None for a model without ``predict_proba``."""
+        if not self.has_proba or self._proba is None:
+            return self.predict(columns), None
+        raw = self._device_raw(columns)
+        if raw is None:
+            both = getattr(self.runner, "predict_both", None)
+            if both is not None:
+                return both(columns)
+            return self.runner.predict(columns), self.runner.predict_proba(columns)
+        return self._finish(raw, "predict"), self._finish(raw, "predict_proba")
+
+    def row_scorer(self) -> Any:
+        """The plan's one-row program, on the CPU: one row is not worth a device round trip."""
+        return self.runner.row_scorer()
+
+    def row(self, values: Sequence[Any], method: str) -> Any:
+        """``method`` on one row of Python values, by the runner (CPU)."""
+        return self.runner.row(values, method)
+
+    # ------------------------------------------------------------------ the work
+
+    def _device_raw(self, columns: Sequence[np.ndarray]) -> np.ndarray | None:
+        """The raw scores from the device; None when the runner must score (or refuse) the batch."""
+        checked = self._values(columns)
+        if checked is None:  # refused (or unusual): the runner says what it says
+            return None
         try:
-            values = np.asarray(Xt.toarray() if hasattr(Xt, "toarray") else Xt, np.float64)
-        except (TypeError, ValueError):
-            return Xt, None
-        if values.ndim != 2 or values.shape[1] != self.estimator.n_features_in_:
-            return Xt, None
-        if self._float32:
-            with np.errstate(over="ignore"):  # too large for float32 becomes inf: sklearn's error
-                values = values.astype(np.float32).astype(np.float64)
-        if not np.isfinite(values).all() and (np.isinf(values).any() or not self._allow_nan):
-            return Xt, None
-        return Xt, values
+            return self.raw(*checked)
+        except RuntimeError as exc:  # e.g. CUDA out of memory: the CPU plan is exact
+            if not self._warned:
+                self._warned = True
+                log.warning(
+                    "udfs: model '%s' scores a batch on the CPU: %s on %s (%s)",
+                    self.signature.name,
+                    type(exc).__name__,
+                    self.device,
+                    exc,
+                )
+            return None
 
-    def _scores(self, values: np.ndarray) -> np.ndarray:
-        """Class probabilities (forests) or raw scores (boosting), chunk by chunk."""
-        torch, step = self._torch, max(1, CHUNK_ELEMENTS // self.n_trees)
-        width = self._t["value"].shape[1] if "weights" not in self._t else len(self._t["baseline"])
-        parts = [np.empty((0, width))]
+    def _values(self, columns: Sequence[np.ndarray]) -> tuple[np.ndarray, bool] | None:
+        """The estimator's input cast as the plan casts it; None when the runner must decide."""
+        from udfs.plan.ops import Frame, Sparse, frame_values
+
+        try:
+            Xt = self.runner.transform(columns)
+            with np.errstate(over="ignore", invalid="ignore"):  # too large becomes inf: refused
+                if isinstance(Xt, Sparse):
+                    values = Xt.values.astype(self._cast)
+                elif isinstance(Xt, Frame):
+                    values = frame_values(Xt, self._cast)
+                elif isinstance(Xt, np.ndarray):
+                    values = np.asarray(Xt, dtype=self._cast)
+                else:
+                    return None
+                values = np.ascontiguousarray(values, dtype=self._real)
+        except Exception:
+            return None
+        if values.ndim != 2 or values.shape[1] != self.n_features:
+            return None
+        has_nan = bool(np.isnan(values).any())
+        if has_nan and not self._nan_ok:
+            return None
+        if not self._inf_ok and bool(np.isinf(values).any()):
+            return None
+        return values, has_nan
+
+    def raw(self, values: np.ndarray, has_nan: bool = True) -> np.ndarray:
+        """(rows, outputs) raw scores: the initial score plus every tree, forest-averaged."""
+        torch = self._torch
+        out = np.empty((len(values), self.n_outputs), dtype=np.float64)
+        step = max(1, CHUNK_ELEMENTS // max(1, self.n_trees * self.width))
         with torch.inference_mode():
             for start in range(0, len(values), step):
-                x = torch.as_tensor(values[start : start + step], device=self.device)
-                parts.append(self._walk(x).cpu().numpy())
-        return np.concatenate(parts)
+                x = torch.from_numpy(values[start : start + step]).to(self.device)
+                out[start : start + step] = self._walk(x, has_nan).cpu().numpy()
+        if self._divisor:
+            out /= self._divisor  # on the CPU: a device may multiply by the reciprocal
+        return out
 
-    def _walk(self, x: Any) -> Any:
-        t, torch = self._t, self._torch
-        node = t["roots"].expand(len(x), -1)  # (rows, trees), every tree at its root
-        for _ in range(self.depth):
-            seen = x.gather(1, t["feature"][node])
-            # sklearn's rule: NaN follows missing_go_to_left, else value <= threshold goes left.
-            left = torch.where(seen.isnan(), t["missing_left"][node], seen <= t["threshold"][node])
-            node = torch.where(left, t["left"][node], t["right"][node])
-        leaves = t["value"][node]  # (rows, trees, outputs)
-        if "weights" not in t:
-            return leaves.sum(dim=1) / self.n_trees
-        return leaves[..., 0] @ t["weights"] + t["baseline"]
+    def _walk(self, x: Any, has_nan: bool) -> Any:
+        torch, t = self._torch, self._t
+        rows = len(x)
+        node = t["root"].expand(rows, -1)  # (rows, trees): every tree at its root
+        for _ in range(self.depth):  # a leaf is its own left child: walking on stays there
+            seen = x.gather(1, torch.take(t["feature"], node))
+            left = seen <= torch.take(t["threshold"], node)
+            if has_nan:
+                left |= seen.isnan() & torch.take(t["missing_left"], node)
+            node = torch.take(t["left"], node) + ~left  # the right child is left + 1
+        leaves = t["value"].index_select(0, node.reshape(-1)).reshape(rows, -1, self.width)
+        out = torch.empty((rows, self.n_outputs), dtype=torch.float64, device=self.device)
+        first = 0
+        if self._init is not None:
+            out.copy_(torch.as_tensor(self._init, device=self.device).expand(rows, -1))
+        elif self.n_trees:  # no initial score: the first tree fills every output
+            out.copy_(leaves[:, 0])
+            first = 1
+        # Tree by tree, in model order: the plan's (and scikit-learn's) summation order.
+        for i in range(first, self.n_trees):
+            c = self._cols[i]
+            out[:, c : c + self.width] += leaves[:, i]
+        return out
 
-    def predict(self, X: Any) -> np.ndarray:
-        """Labels for classifiers, values for regressors, as the estimator's own predict."""
-        Xt, values = self._inputs(X)
-        if values is None:
-            return self.estimator.predict(Xt)
-        scores, est = self._scores(values), self.estimator
-        if not self.is_classifier:  # HistGradientBoosting may have a link (poisson: exp)
-            return est._loss.link.inverse(scores[:, 0]) if self.kind == "hgb" else scores[:, 0]
-        if self.kind == "forest" or scores.shape[1] > 1:
-            return est.classes_.take(scores.argmax(axis=1))
-        # Ties at 0 differ between the two estimators; follow each one's own rule.
-        positive = scores[:, 0] > 0 if self.kind == "hgb" else scores[:, 0] >= 0
-        return est.classes_.take(positive.astype(int))
+    def _finish(self, raw: np.ndarray, method: str) -> np.ndarray:
+        """The plan's link and decision rule (``udfs.plan.tree_exec``), on the CPU."""
+        if method == "predict_proba":
+            if self._proba == "identity":
+                return raw
+            if self._proba in ("logit", "halflogit"):
+                from udfs.plan.estimators import expit  # C library exp, as the plan's kernel
 
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Class probabilities in ``classes_`` order."""
-        if not self.is_classifier:
-            raise AttributeError(f"{type(self.estimator).__name__} has no predict_proba")
-        Xt, values = self._inputs(X)
-        if values is None:
-            return self.estimator.predict_proba(Xt)
-        scores = self._scores(values)
-        if self.kind == "forest":
-            return scores
-        raw = scores.ravel() if self.kind == "gb" and scores.shape[1] == 1 else scores
-        return self.estimator._loss.predict_proba(raw)
+                scale = 2.0 if self._proba == "halflogit" else 1.0
+                out = np.empty((raw.shape[0], 2))
+                out[:, 1] = expit(scale * raw.reshape(-1))
+                out[:, 0] = 1 - out[:, 1]
+                return out
+            return _softmax(raw, self._raw_order)
+        rule = self._predict
+        if rule == "identity":
+            return raw.reshape(-1)
+        if rule == "exp":
+            return np.exp(raw.reshape(-1))
+        if rule == "argmax":
+            encoded = np.argmax(raw, axis=1)
+        elif rule == "ge0":
+            encoded = (raw.reshape(-1) >= 0).astype(np.intp)
+        else:
+            encoded = (raw.reshape(-1) > 0).astype(np.intp)
+        return self.classes.take(encoded)
 
 
-def convert(model: Any, device: str = "cpu") -> TreeModel:
-    """Convert a fitted tree ensemble (or a Pipeline ending in one) to run on ``device``.
+def convert_plan(source: Any, signature: Any = None, device: str = "cpu") -> PlanTrees:
+    """The plan's trees on ``device``, behind the plan's own transform and checks.
 
-    >>> convert(pipeline, "cuda:0").predict_proba(frame)  # doctest: +SKIP
+    ``source`` is a :class:`~udfs.plan.execute.PlanRunner` (e.g. ``ModelBundle.scorer``) or a
+    :class:`~udfs.plan.format.Plan` with its ``signature``. Raises ConfigError for a plan the
+    backend cannot run (:func:`unsupported_reason`), a missing torch or an unusable device.
+
+    >>> convert_plan(plan, signature, "cuda:0").predict_proba(columns)  # doctest: +SKIP
     """
-    return TreeModel(model, device)
+    runner = source
+    if not getattr(source, "is_plan", False):
+        if signature is None:
+            raise ConfigError("convert_plan needs the signature to run a Plan")
+        from udfs.plan.execute import PlanRunner
+
+        runner = PlanRunner(source, signature)
+    return PlanTrees(runner, device)

@@ -1,8 +1,8 @@
 """Per-Python-worker model cache.
 
 Spark pickles a UDF's closure but imports modules, so this module-level cache lives as long as
-the Python worker does and serves every batch and task it runs: each model is unpickled once
-per worker (and device), not once per batch.
+the Python worker does and serves every batch and task it runs: each model is loaded (its plan
+linked, or its pickle unpickled when it has no plan) once per worker and device, not once per batch.
 """
 
 from __future__ import annotations
@@ -31,8 +31,9 @@ def get(signature: Signature, shipped: Callable[[], dict], gpu: str | None = Non
 
     ``shipped()`` gives what ``register`` broadcast: ``{"plan": bytes | None, "artifact":
     bytes | None}``. On a miss, the plan (when there is one) is verified and linked: no
-    unpickling, no scikit-learn. With a GPU and an artifact, tree ensembles are converted to the
-    GPU backend when it is installed and a CUDA device answers, else the CPU runs them.
+    unpickling, no scikit-learn. With a GPU, a plan's tree ensemble runs on it through the GPU
+    backend when that is installed and a CUDA device answers; otherwise, and for models without
+    a plan (their pickle runs in scikit-learn), the CPU scores, with one log line saying why.
     """
     key = (signature.sha256 or "", gpu)
     bundle = _models.get(key)
@@ -40,17 +41,17 @@ def get(signature: Signature, shipped: Callable[[], dict], gpu: str | None = Non
         _models.move_to_end(key)
         return bundle
     blobs = shipped()
-    backend = "cpu"
-    if gpu is not None and blobs.get("artifact") is not None:
-        model, backend = _on_gpu(load_bytes(blobs["artifact"], signature), signature, gpu)
-        bundle = ModelBundle(model, signature) if backend == "gpu" else None
-    else:
-        bundle = None
-    if bundle is None and blobs.get("plan") is not None:
+    if blobs.get("plan") is not None:
         bundle = ModelBundle(None, signature, load_plan(Plan.from_bytes(blobs["plan"]), signature))
-        backend = "plan" if backend == "cpu" else backend
-    if bundle is None:
+        backend = "plan"
+        if gpu is not None:
+            bundle, backend = _on_gpu(bundle, gpu)
+    else:
         bundle = ModelBundle(load_bytes(blobs["artifact"], signature), signature)
+        backend = "cpu"
+        if gpu is not None:
+            _log_cpu(signature, gpu, "it has no scoring plan, which the GPU backend runs")
+            backend = "cpu-fallback"
     _models[key] = bundle
     while len(_models) > MAX_MODELS:
         _models.popitem(last=False)
@@ -58,24 +59,29 @@ def get(signature: Signature, shipped: Callable[[], dict], gpu: str | None = Non
     return bundle
 
 
-def _on_gpu(model: object, signature: Signature, gpu: str) -> tuple[object, str]:
-    """The model converted for GPU ``gpu``, or the model itself with the reason it stays on CPU."""
+def _on_gpu(bundle: ModelBundle, gpu: str) -> tuple[ModelBundle, str]:
+    """The bundle scoring its plan's trees on GPU ``gpu``, or itself with a log line saying why not."""
     try:
         from udfs.accel import trees
         from udfs.spark.device import torch_device
 
-        if trees.gpu_candidate(model):
-            return trees.convert(model, torch_device(gpu)), "gpu"
-        reason = f"{type(model).__name__} has no GPU backend"
-    except Exception as exc:  # a GPU problem must never stop scoring: the CPU path is exact
+        reason = trees.unsupported_reason(bundle.plan)
+        if reason is None:
+            fast = trees.convert_plan(bundle.scorer, device=torch_device(gpu))
+            return ModelBundle(fast, bundle.signature), "gpu"
+    except Exception as exc:  # a GPU problem must never stop scoring: the CPU plan is exact
         reason = f"{type(exc).__name__}: {exc}"
+    _log_cpu(bundle.signature, gpu, reason)
+    return bundle, "cpu-fallback"
+
+
+def _log_cpu(signature: Signature, gpu: str, reason: str) -> None:
     log.warning(
         "udfs: model '%s' scores on the CPU although GPU %s is assigned (%s)",
         signature.name,
         gpu,
         reason,
     )
-    return model, "cpu-fallback"
 
 
 def _record_load(sha256: str, gpu: str | None, backend: str) -> None:

@@ -8,9 +8,6 @@ from udfs.bundle import load_bytes
 from udfs.spark.udf import make_udf
 from udfs.store import StorePath, ensure_plan, model_names, resolve
 
-# Set on a session whose tasks get GPUs (udfs.spark.session with gpu="on"/"auto").
-TASK_GPU_CONF = "spark.task.resource.gpu.amount"
-
 
 def register(
     spark: SparkSession, name: str, version: int | None = None, store: StorePath = None
@@ -20,8 +17,8 @@ def register(
     A model with a scoring plan ships the plan (data: executors never unpickle it, nor import
     scikit-learn); one without ships its pickled artifact. Either is checked on the driver first
     (sha256; for a pickle also library versions and unpickling), so a bad model fails here and
-    not in the middle of a job. On a session whose tasks get GPUs the artifact travels too: the
-    GPU backend converts scikit-learn's trees.
+    not in the middle of a job. On a session whose tasks get GPUs nothing more travels: the GPU
+    backend reads the plan's trees, so GPU executors never unpickle anything either.
 
     >>> register(spark, "churn")  # doctest: +SKIP
     ['churn', 'churn_proba']
@@ -30,10 +27,10 @@ def register(
     signature = ensure_plan(ref)
     plan = ref.plan()
     artifact = None
-    if plan is None or spark.conf.get(TASK_GPU_CONF, None):
+    if plan is None:
         artifact = ref.artifact_path.read_bytes()
         load_bytes(artifact, signature)
-    if plan is not None:
+    else:
         from udfs.plan.execute import PlanRunner
 
         PlanRunner(plan, signature)  # links: a plan this udfs cannot run fails here
