@@ -758,9 +758,92 @@ static PyObject *binary_proba(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* Strips the byte-order prefix of a buffer format. */
+static const char *bare_format(const Py_buffer *view) {
+    const char *f = view->format ? view->format : "B";
+    if (*f == '<' || *f == '=' || *f == '@') f++;
+    return f;
+}
+
+/* exp_array(x, out): out[i] = exp(x[i]) with the C library's exp, as math.exp computes it
+ * (and scipy's expit through it): bit-identical, without a Python call per value. */
+static PyObject *exp_array(PyObject *module, PyObject *args) {
+    PyObject *o_x, *o_out;
+    if (!PyArg_ParseTuple(args, "OO", &o_x, &o_out)) return NULL;
+    Py_buffer xv, ov;
+    if (PyObject_GetBuffer(o_x, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(o_out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    if (xv.itemsize != 8 || ov.itemsize != 8 || strcmp(bare_format(&xv), "d") != 0 ||
+        strcmp(bare_format(&ov), "d") != 0 || xv.len != ov.len) {
+        PyErr_SetString(PyExc_ValueError, "exp_array: x and out must be float64 of one size");
+        PyBuffer_Release(&xv);
+        PyBuffer_Release(&ov);
+        return NULL;
+    }
+    const double *x = xv.buf;
+    double *out = ov.buf;
+    Py_ssize_t n = xv.len / 8;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) out[i] = exp(x[i]);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&ov);
+    Py_RETURN_NONE;
+}
+
+/* lookup(values, table, unknown, out): out[i] = table.get(values[i], unknown) for an object
+ * array, as the Python loop would (same hashing and equality: a dict lookup per value). */
+static PyObject *lookup(PyObject *module, PyObject *args) {
+    PyObject *o_values, *table, *o_out;
+    Py_ssize_t unknown;
+    if (!PyArg_ParseTuple(args, "OO!nO", &o_values, &PyDict_Type, &table, &unknown, &o_out))
+        return NULL;
+    Py_buffer vv, ov;
+    if (PyObject_GetBuffer(o_values, &vv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(o_out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&vv);
+        return NULL;
+    }
+    const char *vf = bare_format(&vv), *of = bare_format(&ov);
+    int out_ok = ov.itemsize == (Py_ssize_t)sizeof(Py_ssize_t) && (*of == 'n' || *of == 'l' || *of == 'q');
+    if (strcmp(vf, "O") != 0 || !out_ok || vv.len / vv.itemsize != ov.len / ov.itemsize) {
+        PyErr_SetString(PyExc_ValueError, "lookup: values must be an object array, out intp of one size");
+        PyBuffer_Release(&vv);
+        PyBuffer_Release(&ov);
+        return NULL;
+    }
+    PyObject **values = vv.buf;
+    Py_ssize_t *out = ov.buf;
+    Py_ssize_t n = vv.len / vv.itemsize;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *hit = PyDict_GetItemWithError(table, values[i]);
+        if (hit == NULL) {
+            if (PyErr_Occurred()) {
+                PyBuffer_Release(&vv);
+                PyBuffer_Release(&ov);
+                return NULL;
+            }
+            out[i] = unknown;
+        } else {
+            out[i] = PyLong_AsSsize_t(hit);
+        }
+    }
+    PyBuffer_Release(&vv);
+    PyBuffer_Release(&ov);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"binary_proba", binary_proba, METH_VARARGS,
      "binary_proba(raw, out, scale): two-column probabilities from a binary raw score."},
+    {"exp_array", exp_array, METH_VARARGS,
+     "exp_array(x, out): the C library's exp of every float64 of x, into out."},
+    {"lookup", lookup, METH_VARARGS,
+     "lookup(values, table, unknown, out): table.get(v, unknown) for each object of values."},
     {NULL, NULL, 0, NULL}};
 
 static struct PyModuleDef kernels_module = {

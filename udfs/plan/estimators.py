@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from udfs.errors import InputError
+from udfs.plan import _kernels
 from udfs.plan.ops import Frame, Sparse, check_finite, frame_values, validate
 
 # exp(x) overflows above log(DBL_MAX) ~ 709.78; below 709 math.exp never raises.
@@ -33,6 +34,10 @@ _EXP_SAFE = 709.0
 
 def libm_exp(x: np.ndarray) -> np.ndarray:
     """``exp`` element-wise through the C library, as scipy's ``expit`` computes it."""
+    if x.dtype == np.float64:
+        out = np.empty(x.shape, dtype=np.float64)
+        _kernels.exp_array(np.ascontiguousarray(x), out)
+        return out
     flat = x.ravel()
     safe = flat <= _EXP_SAFE
     out = np.empty(flat.shape, dtype=np.float64)

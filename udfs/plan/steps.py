@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from udfs.errors import InputError
+from udfs.plan import _kernels
 from udfs.plan.ops import (
     FLOAT_DTYPES,
     Frame,
@@ -172,11 +173,15 @@ class _Lookup:
             return np.fromiter(
                 (self._numeric_slot(v) for v in column.tolist()), dtype=np.intp, count=len(column)
             )
-        get = self.table.get
         unknown = self.unknown
-        codes = np.fromiter(
-            (get(v, unknown) for v in column.tolist()), dtype=np.intp, count=len(column)
-        )
+        if column.dtype == object:  # a dict lookup per value, in C
+            codes = np.empty(len(column), dtype=np.intp)
+            _kernels.lookup(np.ascontiguousarray(column), self.table, unknown, codes)
+        else:
+            get = self.table.get
+            codes = np.fromiter(
+                (get(v, unknown) for v in column.tolist()), dtype=np.intp, count=len(column)
+            )
         if (codes == unknown).any():
             for i in np.flatnonzero(codes == unknown).tolist():
                 if _is_missing(column[i]):
