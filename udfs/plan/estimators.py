@@ -28,6 +28,7 @@ from udfs.errors import InputError
 from udfs.plan import _kernels
 from udfs.plan.ops import Frame, Sparse, check_finite, frame_values, validate
 
+_F32 = np.dtype(np.float32)
 # exp(x) overflows above log(DBL_MAX) ~ 709.78; below 709 math.exp never raises.
 _EXP_SAFE = 709.0
 
@@ -191,6 +192,12 @@ class Trees:
         self.where = node["where"]
 
     def _input(self, X: Any) -> np.ndarray:
+        if type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and self.cast == _F32:
+            # The kernel rounds each float64 to float32 itself (as astype does) and refuses what
+            # overflows it, so only NaN is checked here, and no float32 copy is made.
+            if not self.nan_ok and np.isnan(X).any():
+                raise InputError(f"{self.where}: the input contains NaN, which the model rejects")
+            return np.ascontiguousarray(X)
         # check_array(X, dtype=float32 | float64): one conversion from X's own dtype, as sklearn.
         with np.errstate(over="ignore"):
             if isinstance(X, Sparse):

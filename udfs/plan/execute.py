@@ -89,8 +89,12 @@ class PlanRunner:
                 model=self.signature.name,
             )
         if self.array_input:
-            # udfs.scoring.prepare: np.column_stack of float64 columns.
-            return np.column_stack([np.asarray(c).astype(np.float64) for c in columns])
+            # udfs.scoring.prepare: np.column_stack of float64 columns (one copy, same values).
+            n = len(columns[0]) if columns else 0
+            X = np.empty((n, len(columns)), dtype=np.float64)
+            for j, column in enumerate(columns):
+                X[:, j] = np.asarray(column)
+            return X
         return Frame(tuple(np.asarray(c) for c in columns), self.names)
 
     def transform(self, columns: Sequence[np.ndarray]) -> Any:
