@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["spark_scoring.py", "postgres_scoring.py"]
+BENCHMARKS = ["inprocess_scoring.py", "postgres_scoring.py", "spark_scoring.py"]
 
 
 def main() -> int:
