@@ -134,3 +134,23 @@ def test_string_in_double_column_names_model_and_column(spark, customers):
 
 def test_empty_input_gives_empty_result(spark, customers):
     assert spark.sql(f"SELECT churn({ARGS}) FROM customers WHERE id < 0").collect() == []
+
+
+def test_arrow_and_pandas_udfs_give_the_same_rows(spark, customers, model_store):
+    """The Arrow-native UDF (the default) and the pandas UDF it replaces: same rows, same NULLs."""
+    from udfs.spark.udf import arrow_udf, make_udf
+    from udfs.store import resolve
+
+    assert arrow_udf is not None, "this pyspark has Arrow-native UDFs: they must be the default"
+    for name in ("spend", "churn", "segment"):
+        ref = resolve(name, store=model_store)
+        shipped = spark.sparkContext.broadcast({"plan": ref.plan().to_bytes(), "artifact": None})
+        methods = ["predict", "predict_proba"] if ref.signature().has_proba else ["predict"]
+        for method in methods:
+            for arrow in (True, False):
+                udf = make_udf(ref.signature(), shipped, method, arrow=arrow)
+                spark.udf.register(f"{name}_{method}_{'arrow' if arrow else 'pandas'}", udf)
+            query = "SELECT id, {}({}) AS score FROM customers"
+            by_arrow = spark.sql(query.format(f"{name}_{method}_arrow", ARGS))
+            by_pandas = spark.sql(query.format(f"{name}_{method}_pandas", ARGS))
+            assert_df_equality(by_arrow, by_pandas, ignore_row_order=True)
