@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from udfs.errors import ConfigError
+from udfs.plan import tree_exec
 
 log = logging.getLogger("udfs.accel")
 
@@ -118,26 +119,10 @@ def gpu_candidate(plan: Any) -> bool:
     return unsupported_reason(plan) is None
 
 
-def _classes(node: dict) -> np.ndarray | None:
-    """The class labels as ``udfs.plan.tree_exec`` rebuilds them (same values, same dtype)."""
-    labels = node.get("classes")
-    if labels is None:
-        return None
-    dtype = np.dtype(node["classes_dtype"])
-    if dtype.kind == "O":
-        out = np.empty(len(labels), dtype=object)
-        out[:] = labels
-        return out
-    return np.array(labels, dtype=dtype)
-
-
-def _softmax(raw: np.ndarray, order: str) -> np.ndarray:
-    """sklearn.utils.extmath.softmax on an array laid out as scikit-learn's is (as the plan)."""
-    x = np.array(raw, order=order, copy=True)
-    x -= np.max(x, axis=1).reshape(-1, 1)
-    np.exp(x, out=x)
-    x /= np.sum(x, axis=1).reshape(-1, 1)
-    return x
+# The plan's own label and link helpers: the GPU path must rebuild labels and softmax exactly
+# as the CPU plan does.
+_classes = tree_exec.classes
+_softmax = tree_exec.softmax
 
 
 class PlanTrees:

@@ -42,7 +42,8 @@ def prepare(node: dict, arrays: dict[str, np.ndarray]) -> Prepared:
     return Prepared(node, arrays)
 
 
-def _classes(node: dict) -> np.ndarray | None:
+def classes(node: dict) -> np.ndarray | None:
+    """The class labels of a trees node, with the dtype the estimator's ``classes_`` had."""
     labels = node.get("classes")
     if labels is None:
         return None
@@ -54,7 +55,7 @@ def _classes(node: dict) -> np.ndarray | None:
     return np.array(labels, dtype=dtype)
 
 
-def _softmax(raw: np.ndarray, order: str) -> np.ndarray:
+def softmax(raw: np.ndarray, order: str) -> np.ndarray:
     """sklearn.utils.extmath.softmax, step for step, on an array laid out as sklearn's is."""
     x = np.array(raw, order=order, copy=True)
     x -= np.max(x, axis=1).reshape(-1, 1)
@@ -109,7 +110,7 @@ class Prepared:
         self._proba = node.get("proba")
         self._predict = node["predict"]
         self._raw_order = node.get("raw_order", "C")
-        self._classes = _classes(node)
+        self._classes = classes(node)
         self._categorical = [
             (int(spec["column"]), np.ascontiguousarray(arrays[spec["values"]], dtype=np.float64))
             for spec in node.get("categorical", ())
@@ -183,7 +184,7 @@ class Prepared:
             _kernels.binary_proba(raw, out, 2.0 if proba == "halflogit" else 1.0)
             return out
         if proba == "softmax":
-            return _softmax(raw, self._raw_order)
+            return softmax(raw, self._raw_order)
         raise ValueError(f"unknown proba link {proba!r}")
 
     def _run_predict(self, raw: np.ndarray) -> np.ndarray:
