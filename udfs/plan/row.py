@@ -594,9 +594,9 @@ class _TreeRow:
         if link == "identity":
             return np.array(raw)
         if link == "softmax":
-            from udfs.plan.tree_exec import _softmax
+            from udfs.plan.tree_exec import softmax
 
-            return _softmax(np.array([raw]), self.order)[0]
+            return softmax(np.array([raw]), self.order)[0]
         raise ValueError(f"{self.estimator} has no predict_proba")
 
 
