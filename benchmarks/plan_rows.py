@@ -23,7 +23,6 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse
-import math
 import statistics
 import time
 import warnings
@@ -42,6 +41,7 @@ from udfs.demo.data import FEATURES, customers
 from udfs.inference import infer_signature
 from udfs.plan.compile import compile_model
 from udfs.plan.execute import PlanRunner
+from udfs.plan.row import row_arrays
 from udfs.plan.verify import verify_plan
 
 
@@ -54,23 +54,6 @@ def demo_pipeline(model) -> Pipeline:
         ]
     )
     return Pipeline([("prep", prep), ("model", model)])
-
-
-def one_row_arrays(values: list, types: list[str]) -> list[np.ndarray]:
-    """The one-row arrays udfs.fastpath builds for the batch path."""
-    arrays = []
-    for v, t in zip(values, types, strict=True):
-        if v is None or (type(v) is float and math.isnan(v)):
-            arrays.append(np.array([np.nan], dtype=object if t in ("boolean", "string") else None))
-        elif t == "double":
-            arrays.append(np.array([v], dtype=np.float64))
-        elif t == "bigint":
-            arrays.append(np.array([v], dtype=np.int64))
-        elif t == "boolean":
-            arrays.append(np.array([v]))
-        else:
-            arrays.append(np.array([v], dtype=object))
-    return arrays
 
 
 def per_call(call: Callable[[int], object], calls: int, warmup: int = 2000) -> float:
@@ -100,7 +83,7 @@ def case(name: str, model, X, y, rows: list[list], sk_rows: list, calls: int) ->
     runner = PlanRunner(plan, signature)
     row = runner.row_scorer()
     types = [f.type for f in signature.features]
-    batches = [one_row_arrays(r, types) for r in rows]
+    batches = [row_arrays(r, types) for r in rows]
     for r, arrays in zip(rows, batches, strict=True):
         got, want = row.predict_proba(r), runner.predict_proba(arrays)[0]
         assert got.tobytes() == want.tobytes(), (name, r)

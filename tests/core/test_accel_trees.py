@@ -356,8 +356,6 @@ def test_regressor_has_no_predict_proba_as_the_plan(monkeypatch):
 
 @needs_torch
 def test_single_rows_go_to_the_plans_row_program():
-    if not hasattr(PlanRunner, "row_scorer"):
-        pytest.skip("this udfs's PlanRunner has no row program")
     X, y = make_classification(100, 4, random_state=0)
     runner = _runner(RandomForestClassifier(n_estimators=3, random_state=0).fit(X, y), X)
     fast = trees.convert_plan(runner)

@@ -285,7 +285,6 @@ print(bad)
 
 @pytest.mark.parametrize("kind", ["binary", "multiclass", "regression"])
 def test_tree_pipelines(kind: str) -> None:
-    pytest.importorskip("udfs.plan.tree_exec")
     from sklearn.ensemble import (
         GradientBoostingClassifier,
         GradientBoostingRegressor,

@@ -28,10 +28,10 @@ def compile_verified(
     Any failure, including a bug in a compiler, leaves the model on scikit-learn: a plan is an
     optimisation that must never stop a model from being saved.
     """
-    from udfs.plan.compile import compile_model
-    from udfs.plan.verify import verify_plan
-
     try:
+        from udfs.plan.compile import compile_model  # a scikit-learn release may break it
+        from udfs.plan.verify import verify_plan
+
         # Compiling probes the fitted steps with arrays; what scikit-learn warns about then
         # (e.g. "X does not have valid feature names") says nothing about the user's model.
         with warnings.catch_warnings():

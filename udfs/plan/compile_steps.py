@@ -24,12 +24,16 @@ from sklearn.preprocessing import (
     RobustScaler,
     StandardScaler,
 )
-from sklearn.utils._missing import is_scalar_nan
 
 from udfs.plan.base import PlanUnsupported
 
 _FLOATS = ["float64", "float32", "float16"]
 _UNSEEN = "\x01udfs-unseen-category\x01"
+
+
+def is_scalar_nan(value: Any) -> bool:
+    """A float (or numpy float) NaN: what sklearn's encoders and imputers count as missing."""
+    return isinstance(value, float | np.floating) and value != value
 
 
 class Builder:

@@ -82,6 +82,16 @@ def _frame_dtype_orig(frame: Frame) -> np.dtype:
     return np.result_type(*[c.dtype for c in frame.columns])
 
 
+def target_dtype(orig: np.dtype, dtype: object) -> np.dtype | None:
+    """The dtype check_array converts to from ``orig`` (None: keep), for :func:`validate`."""
+    if dtype == "numeric":
+        return FLOAT64 if orig.kind == "O" else None
+    if isinstance(dtype, tuple):
+        listed = tuple(np.dtype(d) for d in dtype)
+        return None if orig in listed else listed[0]
+    return None if dtype is None else np.dtype(dtype)
+
+
 def validate(
     X: Frame | np.ndarray,
     dtype: str | tuple | None,
@@ -96,16 +106,7 @@ def validate(
     else the first), or one dtype name. ``finite``: True, ``"allow-nan"`` or False.
     """
     orig = _frame_dtype_orig(X) if isinstance(X, Frame) else X.dtype
-    target: np.dtype | None
-    if dtype == "numeric":
-        target = FLOAT64 if orig.kind == "O" else None
-    elif isinstance(dtype, tuple):
-        listed = tuple(np.dtype(d) for d in dtype)
-        target = None if orig in listed else listed[0]
-    elif dtype is None:
-        target = None
-    else:
-        target = np.dtype(dtype)
+    target = target_dtype(orig, dtype)
     try:
         if isinstance(X, Frame):
             out = frame_values(X, target)

@@ -32,7 +32,7 @@ import numpy as np
 
 from udfs.errors import InputError
 from udfs.plan.estimators import Linear, Trees, softmax
-from udfs.plan.ops import interleaved_dtype
+from udfs.plan.ops import interleaved_dtype, target_dtype
 
 F8 = np.dtype(np.float64)
 F4 = np.dtype(np.float32)
@@ -199,16 +199,7 @@ def _validate(
     if meta.kind == "sparse":
         raise _Unfusable("sparse input")
     orig = np.result_type(*meta.dtypes) if meta.kind == "frame" else meta.dtype
-    target: np.dtype | None
-    if dtype == "numeric":
-        target = F8 if orig.kind == "O" else None
-    elif isinstance(dtype, tuple):
-        listed = tuple(np.dtype(d) for d in dtype)
-        target = None if orig in listed else listed[0]
-    elif dtype is None:
-        target = None
-    else:
-        target = np.dtype(dtype)
+    target = target_dtype(orig, dtype)
     if meta.kind == "frame":
         common = interleaved_dtype(meta.dtypes)
         out = target if target is not None and target != common else common
@@ -867,22 +858,24 @@ class RowPlan:
     def _batch(self, values: Sequence[Any], method: str) -> Any:
         """The batch path on the one-row arrays udfs.fastpath builds from these values."""
         self.fallbacks += 1
-        arrays = []
-        for v, t in zip(values, self.types, strict=True):
-            if v is None or (type(v) is float and v != v):
-                arrays.append(np.array([np.nan], dtype=object if t in _OBJECT_NULLS else None))
-            elif t == "double":
-                arrays.append(np.array([v], dtype=np.float64))
-            elif t == "bigint":
-                arrays.append(np.array([v], dtype=np.int64))
-            elif t == "boolean":
-                arrays.append(np.array([v]))
-            else:
-                arrays.append(np.array([v], dtype=object))
-        return getattr(self.runner, method)(arrays)[0]
+        return getattr(self.runner, method)(row_arrays(values, self.types))[0]
 
 
-_OBJECT_NULLS = ("boolean", "string")
+def row_arrays(values: Sequence[Any], types: Sequence[str]) -> list[np.ndarray]:
+    """The one-row arrays ``udfs.scoring.prepare`` builds from one row of typed SQL values."""
+    arrays = []
+    for v, t in zip(values, types, strict=True):
+        if v is None or (type(v) is float and v != v):
+            arrays.append(np.array([np.nan], dtype=object if t in ("boolean", "string") else None))
+        elif t == "double":
+            arrays.append(np.array([v], dtype=np.float64))
+        elif t == "bigint":
+            arrays.append(np.array([v], dtype=np.int64))
+        elif t == "boolean":
+            arrays.append(np.array([v]))
+        else:
+            arrays.append(np.array([v], dtype=object))
+    return arrays
 
 
 def _unfused(*values: Any) -> Any:
