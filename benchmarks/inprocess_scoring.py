@@ -16,11 +16,10 @@ Writes benchmarks/results/inprocess_scoring.md.
 
 from __future__ import annotations
 
-import os
-
 # One thread everywhere, before numpy and scikit-learn start their thread pools.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+from udfs.threads import set_environment
+
+set_environment()  # before numpy is imported
 
 import argparse
 import sys

@@ -17,10 +17,9 @@ batch path first. One thread (BLAS limited to one), no other work in the process
 
 from __future__ import annotations
 
-import os
+from udfs.threads import set_environment
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+set_environment()  # before numpy is imported
 
 import argparse
 import statistics
@@ -38,7 +37,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder
 
 from udfs.demo.data import FEATURES, customers
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.plan.compile import compile_model
 from udfs.plan.execute import PlanRunner
 from udfs.plan.row import row_arrays

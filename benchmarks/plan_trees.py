@@ -8,11 +8,10 @@ and of the plan on the same batch, their ratio, a bit-equality check, and the wa
 
 from __future__ import annotations
 
-import os
-
 # One thread everywhere, before numpy/sklearn load their thread pools.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[_var] = "1"
+from udfs.threads import set_environment
+
+set_environment()  # before numpy is imported
 
 import argparse
 import sys

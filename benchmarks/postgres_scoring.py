@@ -49,9 +49,9 @@ from _common import (
 
 import udfs
 from udfs.demo.data import FEATURES
-from udfs.postgres.cluster import LocalCluster
-from udfs.postgres.deploy import deploy
-from udfs.postgres.install import install
+from udfs.postgres.client.cluster import LocalCluster
+from udfs.postgres.client.deploy import deploy
+from udfs.postgres.client.install import install
 from udfs.store import resolve
 
 RESULTS = Path(__file__).resolve().parent / "results" / "postgres_scoring.md"

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import os
 
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_var, "1")  # one thread per process, as in the Spark workers
+from udfs.threads import ONE_THREAD_ENV
+
+for _var, _n in ONE_THREAD_ENV.items():
+    os.environ.setdefault(_var, _n)  # one thread per process, as in the Spark workers
 # The Python workers inherit it: scikit-learn's "X has feature names" warning (MLflow hands the
 # bare model named columns) would otherwise print once per worker and batch.
 os.environ.setdefault("PYTHONWARNINGS", "ignore")

@@ -1,15 +1,8 @@
 """The README's examples run, so they never rot."""
 
-import re
-from pathlib import Path
-
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def blocks(language: str) -> list[str]:
-    return re.findall(rf"```{language}\n(.*?)```", README.read_text(), flags=re.S)
+from tests.fixtures.readme import README, blocks
 
 
 @pytest.mark.spark

@@ -20,7 +20,7 @@ from udfs.bundle import (
     sha256_hex,
 )
 from udfs.errors import ModelNotFoundError, suggest
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.naming import validate_name
 from udfs.plan.format import Plan
 from udfs.signature import Signature

@@ -33,7 +33,7 @@ from tests.fixtures.models import FEATURES, scoring_rows
 from udfs import scoring
 from udfs.accel import trees
 from udfs.errors import ConfigError
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.plan.build import compile_verified, sample_columns
 from udfs.plan.compile import compile_model
 from udfs.plan.execute import PlanRunner

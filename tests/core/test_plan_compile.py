@@ -36,7 +36,7 @@ from sklearn.preprocessing import (
 from sklearn.svm import SVC
 
 from udfs.errors import InputError
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.plan.base import PLAN_FORMAT_VERSION, PlanMismatch, PlanUnsupported
 from udfs.plan.compile import compile_model
 from udfs.plan.execute import PlanRunner

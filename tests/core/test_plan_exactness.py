@@ -22,7 +22,7 @@ from sklearn.preprocessing import (
     StandardScaler,
 )
 
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.plan.compile import compile_model
 from udfs.plan.verify import verify_plan
 

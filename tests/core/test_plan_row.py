@@ -37,7 +37,7 @@ from sklearn.preprocessing import (
 from sklearn.tree import DecisionTreeClassifier
 
 from udfs.demo.data import FEATURES, customers
-from udfs.inference import infer_signature
+from udfs.infer_signature import infer_signature
 from udfs.plan.compile import compile_model
 from udfs.plan.execute import PlanRunner
 

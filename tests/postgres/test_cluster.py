@@ -13,7 +13,7 @@ import pytest
 import sklearn
 
 from udfs.errors import ConfigError
-from udfs.postgres.cluster import LocalCluster, find_binaries, postgres_can_read
+from udfs.postgres.client.cluster import LocalCluster, find_binaries, postgres_can_read
 
 
 def fetch_one(dsn: str, query: str, *params: object) -> object:

@@ -10,10 +10,10 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 
 import udfs
-from tests.postgres.conftest import Db, role_db
+from tests.fixtures.postgres import Db, role_db
 from udfs.errors import ConfigError, IntegrityError
-from udfs.postgres.deploy import deploy, live_versions, rollback
-from udfs.postgres.install import install
+from udfs.postgres.client.deploy import deploy, live_versions, rollback
+from udfs.postgres.client.install import install
 
 pytestmark = pytest.mark.postgres
 
@@ -58,6 +58,9 @@ def test_rollback_without_history_is_refused(db: Db) -> None:
 
 def test_tampered_plan_is_refused(ml_dsn, db: Db) -> None:
     """Another valid plan put in place of spend's (its own sha256 updated too): still refused."""
+    original = db.rows(
+        "SELECT plan, plan_sha256 FROM ml.models WHERE name = 'spend' AND version = 1"
+    )
     db.run(
         "UPDATE ml.models m SET plan = o.plan, plan_sha256 = o.plan_sha256 FROM ml.models o "
         "WHERE m.name = 'spend' AND o.name = 'churn' AND o.version = 1"
@@ -70,6 +73,10 @@ def test_tampered_plan_is_refused(ml_dsn, db: Db) -> None:
             fresh.run("SELECT ml.spend(40, 3, 'pro', true)")
     finally:
         fresh.close()
+        db.run(
+            "UPDATE ml.models SET plan = %s, plan_sha256 = %s WHERE name = 'spend' AND version = 1",
+            *original[0],
+        )
 
 
 def test_same_version_with_other_bytes_is_refused(db: Db, store, tmp_path) -> None:

@@ -6,7 +6,7 @@ import psycopg2
 import pytest
 
 from tests.fixtures.models import expected, scoring_rows
-from tests.postgres.conftest import Db, assert_same, create_customers
+from tests.fixtures.postgres import Db, assert_same, create_customers
 
 pytestmark = pytest.mark.postgres
 

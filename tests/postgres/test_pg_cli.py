@@ -6,10 +6,10 @@ import pytest
 from click.testing import CliRunner
 
 from tests.fixtures.models import scoring_rows
-from tests.postgres.conftest import Db, create_customers
+from tests.fixtures.postgres import Db, create_customers
 from udfs.cli import cli
 from udfs.errors import ConfigError
-from udfs.postgres.connect import resolve_dsn
+from udfs.postgres.client.connect import resolve_dsn
 
 pytestmark = pytest.mark.postgres
 
@@ -21,7 +21,7 @@ def udfs_pg(*args: str) -> str:
 
 
 def test_install_deploy_score_rollback(pg_db: str, model_store) -> None:
-    assert "installed ml: PL/Python 3.11" in udfs_pg("install", "--dsn", pg_db)
+    assert "installed ml schema 2: PL/Python 3.11" in udfs_pg("install", "--dsn", pg_db)
     store = ["--store", str(model_store), "--dsn", pg_db]
     assert udfs_pg("deploy", "churn@1", *store).strip() == "deployed churn@1"
     db = Db(pg_db)

@@ -17,11 +17,10 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVR
 
 import udfs
-from tests.postgres.conftest import Db, db, ml_dsn, role_db
-from udfs.postgres.deploy import deploy
+from tests.fixtures.postgres import Db, role_db
+from udfs.postgres.client.deploy import deploy
 
 pytestmark = pytest.mark.postgres
-FIXTURES = (db, ml_dsn)
 ALLOW = "INSERT INTO ml.settings VALUES ('allow_pickles', 'on')"
 DENY = "DELETE FROM ml.settings WHERE key = 'allow_pickles'"
 

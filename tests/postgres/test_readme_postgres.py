@@ -3,8 +3,8 @@
 import pytest
 
 from tests.fixtures.models import expected
-from tests.postgres.conftest import Db, create_customers
-from tests.test_readme_examples import blocks
+from tests.fixtures.postgres import Db, create_customers
+from tests.fixtures.readme import blocks
 from udfs.demo.data import customers
 
 pytestmark = pytest.mark.postgres

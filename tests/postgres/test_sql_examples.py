@@ -9,9 +9,9 @@ import pytest
 
 import udfs
 from tests.fixtures.models import FEATURES, expected
-from tests.postgres.conftest import Db, create_customers
+from tests.fixtures.postgres import Db, create_customers
 from udfs.demo.data import customers
-from udfs.postgres.deploy import deploy
+from udfs.postgres.client.deploy import deploy
 
 pytestmark = pytest.mark.postgres
 

@@ -9,7 +9,7 @@ import psycopg2
 import pytest
 
 from tests.fixtures.models import expected, scoring_rows
-from tests.postgres.conftest import Db, assert_same, create_customers, python_rows, role_db
+from tests.fixtures.postgres import Db, assert_same, create_customers, python_rows, role_db
 
 pytestmark = pytest.mark.postgres
 

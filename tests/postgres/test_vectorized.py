@@ -10,9 +10,9 @@ import psycopg2
 import pytest
 
 from tests.fixtures.models import expected, scoring_rows
-from tests.postgres.conftest import Db, assert_same, create_customers
-from udfs.postgres.arrays import array_text
-from udfs.postgres.reader import _ctid_order, decode
+from tests.fixtures.postgres import Db, assert_same, create_customers
+from udfs.postgres.server.arrays import array_text
+from udfs.postgres.server.reader import _ctid_order, decode
 
 pytestmark = pytest.mark.postgres
 
@@ -87,27 +87,6 @@ def test_batch_text_keys_keep_quotes_and_nulls(db: Db, padded, rows, trained) ->
     keys = db.column("SELECT k FROM text_keys ORDER BY ctid")
     assert [k for k, _ in got] == keys and None in keys and '"' in keys[0]
     assert_same([p for _, p in got], expected(trained["spend"], rows))
-
-
-def test_batch_functions_deployed_before_score_arrays_still_work(db: Db, padded, rows, trained):
-    """Earlier deployments' ml.<name>_batch is PL/Python calling the runtime's batch()."""
-    version, sha = db.rows("SELECT version, sha256 FROM ml._live('segment')")[0]
-    body = (
-        'rt = GD.get("udfs.runtime")\nif rt is None:\n    plpy.execute("SELECT ml._bootstrap()")\n'
-        f'    rt = GD["udfs.runtime"]\nreturn rt.batch(plpy, GD, "segment", {version}, "{sha}", *args)'
-    )
-    db.run(
-        "CREATE OR REPLACE FUNCTION pg_temp.old_batch(source regclass, key_column text DEFAULT "
-        "NULL, block_from bigint DEFAULT NULL, block_to bigint DEFAULT NULL) RETURNS TABLE "
-        "(key text, prediction text, probability double precision[]) LANGUAGE plpython3u AS %s",
-        body,
-    )
-    old = db.rows("SELECT * FROM pg_temp.old_batch('padded', 'id')")
-    new = db.rows("SELECT * FROM ml.segment_batch('padded', 'id')")
-    assert old == new and len(old) == len(rows)
-    assert db.rows("SELECT * FROM pg_temp.old_batch('padded')") == db.rows(
-        "SELECT * FROM ml.segment_batch('padded')"
-    )
 
 
 def test_bad_batch_chunk_setting_is_refused(db: Db, padded) -> None:

@@ -17,15 +17,14 @@ import pytest
 from click.testing import CliRunner
 from psycopg2 import sql
 
-from tests.postgres.conftest import Db, db, ml_dsn, role_db
+from tests.fixtures.postgres import Db, role_db
 from tests.reliability import traps
 from udfs.cli import cli
-from udfs.postgres.cluster import LocalCluster
-from udfs.postgres.deploy import deploy
-from udfs.postgres.install import install
+from udfs.postgres.client.cluster import LocalCluster
+from udfs.postgres.client.deploy import deploy
+from udfs.postgres.client.install import install
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
-FIXTURES = (db, ml_dsn)
 ATTACKERS = ("appowner", "bob", "alice")
 HOSTILE_PATH = "-c search_path=public,pg_catalog"
 
@@ -221,9 +220,7 @@ def test_users_never_reach_an_undeployed_artifact(
     alice.run("CREATE TABLE IF NOT EXISTS alice_t (id bigint, age float8)")
     alice.run("INSERT INTO alice_t VALUES (1, 40)")
     with pytest.raises(psycopg2.Error, match="model 'staged' is not deployed"):
-        alice.run(
-            "SELECT * FROM ml._score_arrays('staged', 1, %s, 'alice_t', 'id', NULL, NULL)", digest
-        )
+        alice.run("SELECT * FROM ml._score_arrays('staged', 'alice_t', 'id', NULL, NULL)")
     assert alice.one("SELECT ml._live_artifact('staged', 1, %s)", digest) is None
     with pytest.raises(psycopg2.errors.UndefinedFunction):
         alice.run("SELECT * FROM ml._artifact('staged', 1)")

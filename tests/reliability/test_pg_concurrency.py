@@ -18,11 +18,10 @@ import pytest
 from psycopg2 import sql
 
 from tests.fixtures.models import expected
-from tests.postgres.conftest import Db, db, ml_dsn
+from tests.fixtures.postgres import Db
 from tests.reliability.pg_support import connect
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
-FIXTURES = (db, ml_dsn)
 
 CONNECTIONS = 8
 ROWS_PER_CONNECTION = 10_000

@@ -18,16 +18,15 @@ import sklearn
 
 import udfs
 from tests.fixtures.models import FEATURES, expected
-from tests.postgres.conftest import MODELS, Db, create_customers, db, ml_dsn, python_rows
+from tests.fixtures.postgres import MODELS, Db, create_customers, python_rows
 from tests.reliability.pg_support import alive, connect
 from udfs.demo.data import customers
-from udfs.postgres.cluster import LocalCluster
-from udfs.postgres.deploy import deploy
-from udfs.postgres.install import install
-from udfs.postgres.score import score_table
+from udfs.postgres.client.cluster import LocalCluster
+from udfs.postgres.client.deploy import deploy
+from udfs.postgres.client.install import install
+from udfs.postgres.client.score import score_table
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
-FIXTURES = (db, ml_dsn)
 FAULTS: list[str] = []  # faults injected and survived, for the report
 
 

@@ -16,16 +16,15 @@ from psycopg2 import errors, sql
 from psycopg2.extras import execute_values
 
 import udfs
-from tests.postgres.conftest import Db, db, ml_dsn
+from tests.fixtures.postgres import Db
 from tests.reliability.oracle import expect
 from tests.reliability.pg_support import alive, names
 from tests.reliability.strategies import BY_TYPE
 from tests.reliability.test_generated_core import CASES, same
 from udfs.demo.data import PLANS
-from udfs.postgres.functions import PG_TYPES
+from udfs.postgres.server.ddl import PG_TYPES
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
-FIXTURES = (db, ml_dsn)  # the Postgres fixtures, for the tests of this module
 
 EXAMPLES = 40  # generated batches per model and method (each scored both ways)
 RAN: dict[str, dict[str, int]] = {}

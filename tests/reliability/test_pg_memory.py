@@ -9,12 +9,11 @@ import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 import udfs
-from tests.postgres.conftest import Db, db, ml_dsn
+from tests.fixtures.postgres import Db
 from tests.reliability.pg_support import backend_rss_kib, connect
-from udfs.postgres.deploy import deploy
+from udfs.postgres.client.deploy import deploy
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres, pytest.mark.slow]
-FIXTURES = (db, ml_dsn)
 
 VERSIONS = 20
 WARM = 5  # versions after which the allocator has the pages it keeps reusing

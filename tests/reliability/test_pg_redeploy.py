@@ -15,13 +15,12 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 import udfs
-from tests.postgres.conftest import Db, db, ml_dsn
+from tests.fixtures.postgres import Db
 from tests.reliability.pg_support import connect
 from udfs.demo.data import customers
-from udfs.postgres.deploy import deploy, rollback
+from udfs.postgres.client.deploy import deploy, rollback
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
-FIXTURES = (db, ml_dsn)
 
 SCORERS = 4
 CYCLES = 5  # each a deploy of v2 and a rollback to v1

@@ -13,11 +13,10 @@ import pytest
 from click.testing import CliRunner
 from psycopg2 import sql
 
-from tests.postgres.conftest import Db, db, ml_dsn, role_db
+from tests.fixtures.postgres import Db, role_db
 from udfs.cli import cli
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
-FIXTURES = (db, ml_dsn)
 
 PLAIN = "ml.plain(double precision,bigint)"
 # Every way in: scalar, proba, batch, the internal scorer, score_table, triggers, deploy.
@@ -25,7 +24,7 @@ CALLS = [
     "SELECT ml.plain(40, 3)",
     "SELECT ml.churn_proba(40, 3, 'pro', true)",
     "SELECT * FROM ml.plain_batch('canary')",
-    "SELECT * FROM ml._score_arrays('plain', 1, repeat('0', 64), 'canary', NULL, NULL, NULL)",
+    "SELECT * FROM ml._score_arrays('plain', 'canary', NULL, NULL, NULL)",
     "CALL ml.score_table('plain', 'canary', 'stolen')",
     "SELECT ml.attach_scoring_trigger('canary', 'plain', 'score')",
     "SELECT ml.deploy('plain', 1)",

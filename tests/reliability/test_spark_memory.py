@@ -11,7 +11,7 @@ from sklearn.ensemble import RandomForestClassifier
 
 import udfs
 from tests.fixtures.models import as_records
-from tests.spark.test_sql_functions import FEATURE_SCHEMA
+from tests.fixtures.spark import FEATURE_SCHEMA
 from udfs import spark as udfs_spark
 from udfs.demo.data import FEATURES, customers
 from udfs.spark.cache import MAX_MODELS

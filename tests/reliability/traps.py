@@ -1,7 +1,7 @@
 """Look-alike functions, aggregates and operators that try to hijack udfs's server-side SQL.
 
 For every pg_catalog function whose name appears as a call in the code that runs inside the
-backend (``udfs/postgres/*.py``, ``postgres/install.sql``), a non-superuser creates a copy with
+backend (``udfs/postgres/server/*.py``, ``udfs/postgres/sql/install.sql``), a non-superuser creates a copy with
 the same arguments in ``public``, plus the more specific overloads the red-team review used
 (``array_position(int2vector, smallint)``, ``pg_relation_size(integer)``, ``oid = integer``).
 Each trap counts its call on a sequence (``nextval`` survives a rollback) and, when the caller
@@ -18,8 +18,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVER_SOURCES = [
-    *sorted((ROOT / "udfs" / "postgres").glob("*.py")),
-    ROOT / "postgres" / "install.sql",
+    *sorted((ROOT / "udfs" / "postgres" / "server").glob("*.py")),
+    ROOT / "udfs" / "postgres" / "sql" / "install.sql",
 ]
 # Names any run of SQL calls that are too generic to prove anything, or not functions.
 NOT_FUNCTIONS = {"exists", "any", "all", "in", "values", "coalesce", "nullif", "greatest", "least"}

@@ -3,8 +3,8 @@
 import pytest
 
 from tests.fixtures.models import as_records
-from tests.spark.test_sql_functions import FEATURE_SCHEMA
-from tests.test_readme_examples import blocks
+from tests.fixtures.readme import blocks
+from tests.fixtures.spark import FEATURE_SCHEMA
 from udfs.demo.data import FEATURES, customers
 from udfs.spark.script import run_script
 

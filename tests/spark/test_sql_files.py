@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.models import as_records, expected
-from tests.spark.test_sql_functions import ARGS, FEATURE_SCHEMA
+from tests.fixtures.spark import ARGS, FEATURE_SCHEMA
 from udfs.demo.data import FEATURES, customers
 from udfs.spark.script import run_script
 

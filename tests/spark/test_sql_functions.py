@@ -4,7 +4,6 @@ from chispa import assert_approx_df_equality, assert_df_equality
 from pyspark.errors import PythonException
 from pyspark.sql.types import (
     ArrayType,
-    BooleanType,
     DoubleType,
     LongType,
     StringType,
@@ -13,22 +12,12 @@ from pyspark.sql.types import (
 )
 
 from tests.fixtures.models import as_records, expected, scoring_rows
+from tests.fixtures.spark import ARGS, FEATURE_SCHEMA
 from udfs import spark as udfs_spark
 from udfs.errors import InputError, ModelNotFoundError
 from udfs.spark.script import run_script
 
 pytestmark = pytest.mark.spark
-
-FEATURE_SCHEMA = StructType(
-    [
-        StructField("id", LongType()),
-        StructField("age", DoubleType()),
-        StructField("tenure", LongType()),
-        StructField("plan", StringType()),
-        StructField("active", BooleanType()),
-    ]
-)
-ARGS = "age, tenure, plan, active"
 
 
 @pytest.fixture(scope="module")

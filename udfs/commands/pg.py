@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from udfs.naming import parse_ref
-from udfs.postgres.connect import connect, default_root
+from udfs.postgres.client.connect import connect, default_root
 
 dsn_option = click.option(
     "--dsn",
@@ -39,7 +39,7 @@ def pg() -> None:
 )
 def up_cmd(root: Path | None, auth: str | None) -> None:
     """Start the embedded cluster (creating it if needed) and print its DSN."""
-    from udfs.postgres.cluster import LocalCluster
+    from udfs.postgres.client.cluster import LocalCluster
 
     click.echo(LocalCluster(root or default_root(), auth=auth).up())
 
@@ -48,7 +48,7 @@ def up_cmd(root: Path | None, auth: str | None) -> None:
 @root_option
 def down_cmd(root: Path | None) -> None:
     """Stop the embedded cluster."""
-    from udfs.postgres.cluster import LocalCluster
+    from udfs.postgres.client.cluster import LocalCluster
 
     LocalCluster(root or default_root()).down()
     click.echo("stopped")
@@ -58,7 +58,7 @@ def down_cmd(root: Path | None) -> None:
 @root_option
 def status_cmd(root: Path | None) -> None:
     """Show whether the embedded cluster runs, and its DSN."""
-    from udfs.postgres.cluster import LocalCluster
+    from udfs.postgres.client.cluster import LocalCluster
 
     status = LocalCluster(root or default_root()).status()
     state = "running" if status["running"] else "stopped"
@@ -76,8 +76,8 @@ def status_cmd(root: Path | None) -> None:
     "as it is (off in a new install).",
 )
 def install_cmd(dsn: str | None, root: Path | None, allow_pickles: bool | None) -> None:
-    """Create the ml schema, roles and functions (idempotent; needs a superuser)."""
-    from udfs.postgres.install import install
+    """Create the ml schema, roles and functions, or upgrade them in place (needs a superuser)."""
+    from udfs.postgres.client.install import install
 
     conn = connect(dsn, root)
     try:
@@ -87,9 +87,11 @@ def install_cmd(dsn: str | None, root: Path | None, allow_pickles: bool | None) 
             pickles = "allowed" if cur.fetchone()[0] else "refused (models run from plans)"
     finally:
         conn.close()
+    before = info["upgraded_from"]
+    done = "installed" if before is None else f"upgraded (from schema {before})"
     click.echo(
-        f"installed ml: PL/Python {info['python']}, scikit-learn {info['scikit-learn']}, "
-        f"udfs from {info['udfs_path']}; pickled models {pickles}"
+        f"{done} ml schema {info['schema_version']}: PL/Python {info['python']}, scikit-learn "
+        f"{info['scikit-learn']}, udfs from {info['udfs_path']}; pickled models {pickles}"
     )
 
 
@@ -100,7 +102,7 @@ def install_cmd(dsn: str | None, root: Path | None, allow_pickles: bool | None) 
 @root_option
 def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path | None) -> None:
     """Upload NAME[@VERSION] and make it live as ml.NAME(...) and ml.NAME_proba(...)."""
-    from udfs.postgres.deploy import deploy
+    from udfs.postgres.client.deploy import deploy
 
     name, version = parse_ref(ref)
     conn = connect(dsn, root)
@@ -117,7 +119,7 @@ def deploy_cmd(ref: str, store: str, dsn: str | None, root: Path | None) -> None
 @root_option
 def rollback_cmd(name: str, dsn: str | None, root: Path | None) -> None:
     """Make the version live before the current one of NAME live again."""
-    from udfs.postgres.deploy import rollback
+    from udfs.postgres.client.deploy import rollback
 
     conn = connect(dsn, root)
     try:
@@ -145,7 +147,7 @@ def score_cmd(
     root: Path | None,
 ) -> None:
     """Score every row of --table into a new table --into (ml.score_table with progress)."""
-    from udfs.postgres.score import score_table
+    from udfs.postgres.client.score import score_table
 
     conn = connect(dsn, root)
     bar = None

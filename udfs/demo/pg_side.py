@@ -11,10 +11,10 @@ import psycopg2
 from psycopg2 import sql
 
 from udfs.paths import home
-from udfs.postgres.cluster import LocalCluster
-from udfs.postgres.deploy import deploy
-from udfs.postgres.install import install
-from udfs.postgres.score import score_table
+from udfs.postgres.client.cluster import LocalCluster
+from udfs.postgres.client.deploy import deploy
+from udfs.postgres.client.install import install
+from udfs.postgres.client.score import score_table
 from udfs.signature import Signature
 from udfs.store import ModelRef, StorePath
 

@@ -12,7 +12,7 @@ from pyspark.errors import AnalysisException
 from pyspark.sql import Row, SparkSession
 
 from udfs.errors import InputError, ModelNotFoundError, ScoringError, UdfsError, suggest
-from udfs.sqltext import first_line, split_statements
+from udfs.spark.statements import first_line, split_statements
 
 # Statements that write a table: their row count is the written table's.
 _WRITES = re.compile(

@@ -23,10 +23,11 @@ import pandas as pd
 
 from udfs import scoring
 from udfs.errors import InputError, ScoringError, UdfsError
-from udfs.postgres.arrays import array_text
-from udfs.postgres.functions import PG_TYPES, unnest_each
-from udfs.postgres.reader import Chunk, Relation, read_chunk
-from udfs.postgres.tables import _live_signature
+from udfs.postgres.server.arrays import array_text
+from udfs.postgres.server.ddl import PG_TYPES, unnest_each
+from udfs.postgres.server.quoting import ident, idents, literal, qualified
+from udfs.postgres.server.reader import Chunk, Relation, read_chunk
+from udfs.signature import Signature
 
 MODES = ("row", "statement")
 ON_ERROR = ("raise", "null")
@@ -57,7 +58,7 @@ def _hot_room(plpy: Any, relation: Relation, target: str, fillfactor: int | None
         "pg_catalog.pg_has_role(c.relowner, 'USAGE') AS owner, "
         "EXISTS (SELECT 1 FROM pg_catalog.pg_index i JOIN pg_catalog.pg_attribute a "
         "ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) WHERE i.indrelid = c.oid "
-        f"AND a.attname = {plpy.quote_literal(target)}) AS indexed "
+        f"AND a.attname = {literal(target)}) AS indexed "
         f"FROM pg_catalog.pg_class c WHERE c.oid = {int(relation.oid)}::pg_catalog.oid"
     )[0]
     if row["indexed"]:
@@ -76,13 +77,13 @@ def _hot_room(plpy: Any, relation: Relation, target: str, fillfactor: int | None
 def attach(
     plpy: Any,
     tbl: str,
-    model: str,
+    sig: Signature,
     target: str,
     mode: str,
     on_error: str,
     fillfactor: int | None = None,
 ) -> str:
-    """``ml.attach_scoring_trigger``: (re)create the trigger of ``model`` on ``tbl``.
+    """``ml.attach_scoring_trigger``: (re)create the trigger of the model ``sig`` on ``tbl``.
 
     In statement mode, also give the table's pages room for the write-back (``_hot_room``).
     """
@@ -93,7 +94,7 @@ def attach(
             f"fillfactor must be between 10 and 100 (or NULL), got {fillfactor}",
             value=fillfactor,
         )
-    sig = _live_signature(plpy, model)
+    model = sig.name
     relation = Relation(plpy, tbl)
     relation.require(sig.feature_names, f"model '{model}' needs feature")
     relation.require([target], "target_column")
@@ -105,21 +106,20 @@ def attach(
             "by primary key. Add one, or use mode => 'row'",
             table=relation.name,
         )
-    q, lit = plpy.quote_ident, plpy.quote_literal
-    name = q(trigger_name(model))
-    args = ", ".join(lit(a) for a in [target, on_error, *relation.primary_key])
+    name = ident(trigger_name(model))
+    args = ", ".join(literal(a) for a in [target, on_error, *relation.primary_key])
     plpy.execute(f"DROP TRIGGER IF EXISTS {name} ON {relation.sql}")
     done = f"{mode} trigger {trigger_name(model)} on {relation.name} scores {model} into {target}"
     if mode == "row":
-        features = ", ".join(q(f) for f in sig.feature_names)
+        features = idents(sig.feature_names)
         plpy.execute(
             f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE OF {features} ON {relation.sql} "
-            f"FOR EACH ROW EXECUTE FUNCTION ml.{q(model + '_trgr')}({args})"
+            f"FOR EACH ROW EXECUTE FUNCTION ml.{ident(model + '_trgr')}({args})"
         )
         return done
     plpy.execute(
         f"CREATE TRIGGER {name} AFTER INSERT ON {relation.sql} REFERENCING NEW TABLE AS "
-        f"{TRANSITION_TABLE} FOR EACH STATEMENT EXECUTE FUNCTION ml.{q(model + '_trgs')}({args})"
+        f"{TRANSITION_TABLE} FOR EACH STATEMENT EXECUTE FUNCTION ml.{ident(model + '_trgs')}({args})"
     )
     return f"{done}; {_hot_room(plpy, relation, target, fillfactor)}"
 
@@ -129,11 +129,11 @@ def detach(plpy: Any, tbl: str, model: str) -> None:
     relation = Relation(plpy, tbl)
     found = plpy.execute(
         f"SELECT 1 FROM pg_catalog.pg_trigger WHERE tgrelid = {int(relation.oid)}::pg_catalog.oid "
-        f"AND tgname = {plpy.quote_literal(trigger_name(model))}"
+        f"AND tgname = {literal(trigger_name(model))}"
     )
     if not found:
         raise InputError(f"no scoring trigger for model '{model}' on {relation.name}", model=model)
-    plpy.execute(f"DROP TRIGGER {plpy.quote_ident(trigger_name(model))} ON {relation.sql}")
+    plpy.execute(f"DROP TRIGGER {ident(trigger_name(model))} ON {relation.sql}")
 
 
 def error_text(exc: UdfsError, keep_values: bool) -> tuple[str, str | None]:
@@ -226,7 +226,7 @@ def _one_by_one(plpy: Any, loaded: Any, chunk: Chunk, keys_sql: str, table_oid: 
     return out
 
 
-def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
+def on_statement(plpy: Any, TD: dict, loaded: Any) -> None:
     """AFTER INSERT statement trigger: score the transition table, update by primary key.
 
     ONE query reads the features and the primary keys of every inserted row (as array texts),
@@ -234,17 +234,16 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
     scores, so every row's score lands on its own key whatever order the queries scan in.
     """
     target, on_error, *key_columns = TD["args"]
-    q, lit = plpy.quote_ident, plpy.quote_literal
-    relation = Relation(plpy, f"{q(TD['table_schema'])}.{q(TD['table_name'])}")
+    relation = Relation(plpy, qualified(TD["table_schema"], TD["table_name"]))
     table = relation.name
     sig = loaded.signature
-    keys = [q(k) for k in key_columns]
+    keys = [ident(k) for k in key_columns]
     chunk = read_chunk(plpy, sig, relation, keys=keys, source_sql=TRANSITION_TABLE)
     if chunk.size == 0:
         return
     names = [f"ml_k{i}" for i in range(len(keys))]
     key_arrays = [
-        f"{lit(text)}::{relation.types[k]}[]"
+        f"{literal(text)}::{relation.types[k]}[]"
         for text, k in zip(chunk.keys, key_columns, strict=True)
     ]
     try:
@@ -252,7 +251,7 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
     except ROW_ERRORS as exc:
         if on_error == "raise":
             raise _in_context(exc, table) from exc
-        pairs = ", ".join(f"{lit(k)}, u.{n}" for k, n in zip(key_columns, names, strict=True))
+        pairs = ", ".join(f"{literal(k)}, u.{n}" for k, n in zip(key_columns, names, strict=True))
         keys_sql = (
             f"SELECT pg_catalog.jsonb_build_object({pairs})::text AS k "
             f"FROM ROWS FROM ({unnest_each(key_arrays)}) "
@@ -264,11 +263,11 @@ def on_statement(plpy: Any, GD: dict, TD: dict, loaded: Any) -> None:
     match = " AND ".join(f"t.{k} = u.{n}" for k, n in zip(keys, names, strict=True))
     # unnest() in a SELECT list zips the arrays without materializing them (a FROM-clause
     # function scan would), and as literals their lengths are known to the planner.
-    arrays = [*key_arrays, f"{lit(array_text(result, label))}::{label}[]"]
+    arrays = [*key_arrays, f"{literal(array_text(result, label))}::{label}[]"]
     unnest = ", ".join(
         f"pg_catalog.unnest({a}) AS {n}" for a, n in zip(arrays, [*names, "ml_v"], strict=True)
     )
     plpy.execute(
-        f"UPDATE {relation.sql} AS t SET {q(target)} = u.ml_v FROM (SELECT {unnest}) AS u "
+        f"UPDATE {relation.sql} AS t SET {ident(target)} = u.ml_v FROM (SELECT {unnest}) AS u "
         f"WHERE {match}"
     )

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from udfs.errors import InputError, suggest
+from udfs.postgres.server.quoting import ident, literal, qualified
 from udfs.signature import Signature
 
 # Column types that are read binary-packed, per feature type: exact conversions only.
@@ -38,12 +39,12 @@ class Relation:
         rows = plpy.execute(
             "SELECT c.oid::bigint AS oid, n.nspname, c.relname, c.relkind FROM pg_catalog.pg_class c "
             "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
-            f"WHERE c.oid = {plpy.quote_literal(regclass)}::pg_catalog.regclass"
+            f"WHERE c.oid = {literal(regclass)}::pg_catalog.regclass"
         )
         row = rows[0]
         self.oid, self.kind = row["oid"], row["relkind"]
         self.name = f"{row['nspname']}.{row['relname']}"
-        self.sql = f"{plpy.quote_ident(row['nspname'])}.{plpy.quote_ident(row['relname'])}"
+        self.sql = qualified(row["nspname"], row["relname"])
         columns = plpy.execute(
             "SELECT attname, pg_catalog.format_type(atttypid, atttypmod) AS type "
             f"FROM pg_catalog.pg_attribute WHERE attrelid = {int(self.oid)}::pg_catalog.oid "
@@ -92,7 +93,7 @@ def _encoding(feature_type: str, column_type: str) -> str:
     return "any"  # the core coerces the Python values, as it does for one row
 
 
-def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[list[str], list[str]]:
+def aggregates(signature: Signature, relation: Relation) -> tuple[list[str], list[str]]:
     """SELECT-list aggregates that read the feature columns of a chunk in a few values.
 
     All double features go into ONE ``bytea`` (each row's doubles side by side: one aggregate
@@ -102,7 +103,7 @@ def aggregates(plpy: Any, signature: Signature, relation: Relation) -> tuple[lis
     relation.require(signature.feature_names, f"model '{signature.name}' needs feature")
     encodings, sql, doubles = [], [], []
     for f in signature.features:
-        c = f"s.{plpy.quote_ident(f.name)}"
+        c = f"s.{ident(f.name)}"
         enc = _encoding(f.type, relation.types[f.name])
         encodings.append(enc)
         if enc == "f8":
@@ -184,6 +185,7 @@ def read_chunk(
     where: str = "",
     keys: Sequence[str] = (),
     source_sql: str | None = None,
+    ordered: bool = True,
 ) -> Chunk:
     """The feature columns of the rows of a chunk, and ``keys`` as array texts, in ONE query.
 
@@ -191,12 +193,13 @@ def read_chunk(
     ``ctid`` order from a table, in scan order from anything else; ``source_sql`` reads another
     relation with ``relation``'s columns (a transition table, scanned in insertion order).
     A table is read unsorted and put in ctid order in numpy: sorting wide rows in SQL costs
-    more than reading them.
+    more than reading them. ``ordered=False`` leaves the rows in scan order: features and keys
+    still pair up, as every aggregate of one query sees the rows in the same order.
     """
-    encodings, selects = aggregates(plpy, signature, relation)
-    columns = [plpy.quote_ident(n) for n in signature.feature_names]
+    encodings, selects = aggregates(signature, relation)
+    columns = [ident(n) for n in signature.feature_names]
     columns += [f"{k} AS ml_k{i}" for i, k in enumerate(keys)]
-    by_ctid = source_sql is None and relation.has_ctid_ranges
+    by_ctid = ordered and source_sql is None and relation.has_ctid_ranges
     order = " ORDER BY s.ctid" if by_ctid else ""
     selects += [
         f"pg_catalog.array_agg(s.ml_k{i}{order})::text AS ml_k{i}" for i in range(len(keys))

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from udfs.errors import ConfigError
+from udfs.threads import ONE_THREAD_ENV
 
 SERVER_USER = "postgres"
 DEFAULT_BINDIR = Path("/usr/lib/postgresql/15/bin")
@@ -24,8 +25,6 @@ SETUP_HINT = "Run scripts/setup.sh to install PostgreSQL 15 with PL/Python."
 
 # A unix socket path "<dir>/.s.PGSQL.<port>" must fit in sun_path (108 bytes with its NUL).
 _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535")
-# Every backend that imports numpy/sklearn would otherwise start 2 to 4 BLAS threads.
-_SERVER_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def find_binaries() -> Path:
@@ -294,7 +293,7 @@ def _run(cmd: list[str], what: str, log: Path | None = None) -> str:
     env = {key: value for key, value in os.environ.items() if not key.startswith("PYTHON")}
     # cwd "/": the server user may not be allowed into our working directory.
     proc = subprocess.run(
-        cmd, capture_output=True, text=True, env=env | _SERVER_ENV, cwd="/", check=False
+        cmd, capture_output=True, text=True, env=env | ONE_THREAD_ENV, cwd="/", check=False
     )
     if proc.returncode != 0:
         message = f"{what} failed with exit code {proc.returncode}: {proc.stderr.strip()}"

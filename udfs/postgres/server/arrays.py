@@ -63,10 +63,3 @@ def array_text(result: Any, sql_type: str) -> str:
                 texts[i] = NULL
         return "{" + ",".join(texts) + "}"
     return "{" + ",".join(_element(v, kind) for v in result.tolist()) + "}"
-
-
-def to_python(result: Any) -> list:
-    """A core result as Python values for SPI: None for NULL, plain ints, floats and lists."""
-    if result.dtype == object:
-        return [None if v is None or v is pd.NA else v for v in result.tolist()]
-    return result.astype(object).where(result.notna(), None).tolist()

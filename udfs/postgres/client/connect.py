@@ -8,7 +8,7 @@ from typing import Any
 
 from udfs.errors import ConfigError
 from udfs.paths import home
-from udfs.postgres.cluster import LocalCluster
+from udfs.postgres.client.cluster import LocalCluster
 
 
 def default_root() -> Path:
