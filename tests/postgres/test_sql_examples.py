@@ -35,18 +35,33 @@ def prepared(db: Db, rows, model_store, trained, tmp_path_factory):
     deploy(db.conn, "churn", 2, store=store)
 
 
+@pytest.fixture(scope="module")
+def ran(db: Db, prepared) -> None:
+    """Every example, in its files' order (each builds on the one before, as an analyst would)."""
+    for path in EXAMPLES:
+        try:
+            db.run(path.read_text())
+        except Exception as exc:
+            raise AssertionError(f"sql/postgres/{path.name} failed: {exc}") from exc
+
+
 def test_examples_exist() -> None:
     assert [p.name[:2] for p in EXAMPLES] == ["01", "02", "03", "04"]
 
 
-@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.name)
-def test_example_runs(db: Db, prepared, path: Path) -> None:
-    db.run(path.read_text())
-
-
-def test_examples_results(db: Db, prepared, rows, trained) -> None:
+def test_select_into_a_new_table(db: Db, ran, rows, trained) -> None:
     want = expected(trained["churn"], rows)
     assert db.column("SELECT churn FROM churn_scores_ctas ORDER BY id") == want
+
+
+def test_score_table(db: Db, ran, rows, trained) -> None:
+    want = expected(trained["churn"], rows)
     assert db.column("SELECT prediction FROM churn_scores ORDER BY id") == want
+
+
+def test_trigger_scores_every_inserted_row(db: Db, ran, rows) -> None:
     assert db.one("SELECT count(churn) FROM new_customers") == len(rows) + 1
+
+
+def test_rollback_goes_back_to_version_1(db: Db, ran) -> None:
     assert db.one("SELECT version FROM ml.deployments ORDER BY id DESC LIMIT 1") == 1
