@@ -113,78 +113,70 @@ def upgraded(pg_db: str, earlier_release, model_store, trained) -> dict:
     return {"info": info, "before": before, "rows": rows}
 
 
+@pytest.fixture
+def db(pg_db: str, upgraded) -> Iterator[Db]:
+    """A new connection to the upgraded database (this module's own, not the shared one)."""
+    handle = Db(pg_db)
+    yield handle
+    handle.close()
+
+
 def test_install_reports_the_upgrade(upgraded) -> None:
     assert upgraded["info"]["upgraded_from"] == 1
     assert upgraded["info"]["schema_version"] == SCHEMA_VERSION
     assert upgraded["info"]["udfs_path"] == str(ROOT / "udfs")
 
 
-def test_upgrade_keeps_models_history_settings_and_errors(pg_db: str, upgraded) -> None:
-    db = Db(pg_db)
-    try:
-        for table, count in upgraded["before"].items():
-            kept = db.one(f"SELECT count(*) FROM ml.{table}")
-            # settings gains schema_version; nothing else is added or lost
-            assert kept == count + (table == "settings"), table
-        assert db.one("SELECT value FROM ml.settings WHERE key = 'errors_keep_values'") == "on"
-        assert db.one("SELECT key FROM ml.scoring_errors") == {"id": 2}
-    finally:
-        db.close()
+def test_upgrade_keeps_models_history_settings_and_errors(db: Db, upgraded) -> None:
+    for table, count in upgraded["before"].items():
+        kept = db.one(f"SELECT count(*) FROM ml.{table}")
+        # settings gains schema_version; nothing else is added or lost
+        assert kept == count + (table == "settings"), table
+    assert db.one("SELECT value FROM ml.settings WHERE key = 'errors_keep_values'") == "on"
+    assert db.one("SELECT key FROM ml.scoring_errors") == {"id": 2}
 
 
-def test_live_models_score_with_this_release(pg_db: str, upgraded, trained) -> None:
+def test_live_models_score_with_this_release(db: Db, upgraded, trained) -> None:
     rows = upgraded["rows"]
-    db = Db(pg_db)
-    try:
-        for name in ("spend", "churn", "segment"):
-            source = db.one("SELECT prosrc FROM pg_proc WHERE proname = %s", name)
-            assert "udfs.server" in source and "udfs.runtime" not in source
-        create_customers(db, "customers", rows)
-        got = db.column("SELECT ml.churn(age, tenure, plan, active) FROM customers ORDER BY id")
-        assert_same(got, expected(trained["churn"], rows))
-        batch = db.rows("SELECT key::bigint, prediction FROM ml.segment_batch('customers', 'id')")
-        assert_same([p for _, p in sorted(batch)], expected(trained["segment"], rows))
-        db.run("CALL ml.score_table('spend', 'customers', 'spend_scores')")
-        scores = db.column("SELECT prediction FROM spend_scores ORDER BY id")
-        assert_same(scores, expected(trained["spend"], rows))
-    finally:
-        db.close()
+    for name in ("spend", "churn", "segment"):
+        source = db.one("SELECT prosrc FROM pg_proc WHERE proname = %s", name)
+        assert "udfs.server" in source and "udfs.runtime" not in source
+    create_customers(db, "customers", rows)
+    got = db.column("SELECT ml.churn(age, tenure, plan, active) FROM customers ORDER BY id")
+    assert_same(got, expected(trained["churn"], rows))
+    batch = db.rows("SELECT key::bigint, prediction FROM ml.segment_batch('customers', 'id')")
+    assert_same([p for _, p in sorted(batch)], expected(trained["segment"], rows))
+    db.run("CALL ml.score_table('spend', 'customers', 'spend_scores')")
+    scores = db.column("SELECT prediction FROM spend_scores ORDER BY id")
+    assert_same(scores, expected(trained["spend"], rows))
 
 
-def test_triggers_attached_before_the_upgrade_still_score(pg_db: str, upgraded, trained) -> None:
+def test_triggers_attached_before_the_upgrade_still_score(db: Db, upgraded, trained) -> None:
     rows = upgraded["rows"]
-    db = Db(pg_db)
-    try:
-        assert_same(
-            db.column("SELECT label FROM row_scored ORDER BY id"),
-            expected(trained["churn"], rows.iloc[:20]),
-        )
-        more = rows.iloc[20:60]
-        for table in ("row_scored", "stmt_scored"):
-            _insert(db, table, more)
-        ids = tuple(int(i) for i in more["id"])
-        assert_same(
-            db.column("SELECT label FROM row_scored WHERE id IN %s ORDER BY id", ids),
-            expected(trained["churn"], more.sort_values("id")),
-        )
-        assert_same(
-            db.column("SELECT score FROM stmt_scored WHERE id IN %s ORDER BY id", ids),
-            expected(trained["spend"], more.sort_values("id")),
-        )
-    finally:
-        db.close()
+    assert_same(
+        db.column("SELECT label FROM row_scored ORDER BY id"),
+        expected(trained["churn"], rows.iloc[:20]),
+    )
+    more = rows.iloc[20:60]
+    for table in ("row_scored", "stmt_scored"):
+        _insert(db, table, more)
+    ids = tuple(int(i) for i in more["id"])
+    assert_same(
+        db.column("SELECT label FROM row_scored WHERE id IN %s ORDER BY id", ids),
+        expected(trained["churn"], more.sort_values("id")),
+    )
+    assert_same(
+        db.column("SELECT score FROM stmt_scored WHERE id IN %s ORDER BY id", ids),
+        expected(trained["spend"], more.sort_values("id")),
+    )
 
 
-def test_the_earlier_entry_points_are_gone(pg_db: str, upgraded) -> None:
-    db = Db(pg_db)
-    try:
-        forms = db.column(
-            "SELECT p.oid::regprocedure::text FROM pg_proc p "
-            "WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = '_score_arrays'"
-        )
-        assert forms == ["ml._score_arrays(text,regclass,text,bigint,bigint)"]
-    finally:
-        db.close()
+def test_the_earlier_entry_points_are_gone(db: Db) -> None:
+    forms = db.column(
+        "SELECT p.oid::regprocedure::text FROM pg_proc p "
+        "WHERE p.pronamespace = 'ml'::regnamespace AND p.proname = '_score_arrays'"
+    )
+    assert forms == ["ml._score_arrays(text,regclass,text,bigint,bigint)"]
 
 
 def _insert(db: Db, table: str, rows) -> None:
