@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import importlib
 import io
 import os
 import platform
@@ -32,21 +33,90 @@ from udfs.signature import Signature
 
 # Set to 1 to load a model saved with another scikit-learn minor release (at your own risk).
 ALLOW_MISMATCH_ENV = "UDFS_ALLOW_VERSION_MISMATCH"
+# Libraries whose estimators a model may hold (e.g. as a Pipeline's last step). Their versions
+# are recorded when the model uses them, and checked at load like scikit-learn's.
+MODEL_LIBRARIES: tuple[str, ...] = ("xgboost", "lightgbm")
+# The libraries check_versions compares, in this order.
+CHECKED_LIBRARIES: tuple[str, ...] = ("scikit-learn", *MODEL_LIBRARIES)
+# Fitted attributes that hold further estimators (the rest are found through get_params).
+_NESTED = ("steps", "transformers_", "estimators_", "estimator_", "named_estimators_",
+           "calibrated_classifiers_", "best_estimator_", "final_estimator_")  # fmt: skip
 
 
 def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def library_versions() -> dict[str, str]:
-    """The versions recorded in a signature and compared when a model is loaded."""
-    return {
+def library_versions(model: Any = None) -> dict[str, str]:
+    """The versions recorded in a signature and compared when a model is loaded.
+
+    With ``model``, also the version of each of :data:`MODEL_LIBRARIES` that it uses.
+    """
+    versions = {
         "python": platform.python_version(),
         "scikit-learn": sklearn.__version__,
         "numpy": np.__version__,
         "joblib": joblib.__version__,
         "pandas": pd.__version__,
     }
+    for library in sorted(model_libraries(model)) if model is not None else ():
+        installed = installed_version(library)
+        if installed:
+            versions[library] = installed
+    return versions
+
+
+def model_libraries(model: Any) -> set[str]:
+    """Which of :data:`MODEL_LIBRARIES` the estimators in ``model`` come from.
+
+    Walks Pipelines, ColumnTransformers, ensembles and wrappers: every estimator parameter
+    (``get_params(deep=False)``) and the fitted estimators they hold.
+    """
+    found: set[str] = set()
+    seen: set[int] = set()
+
+    def visit(obj: Any, depth: int) -> None:
+        if obj is None or depth > 64 or id(obj) in seen or isinstance(obj, str | bytes | type):
+            return
+        seen.add(id(obj))
+        root = type(obj).__module__.split(".")[0]
+        if root in MODEL_LIBRARIES:
+            found.add(root)
+        if isinstance(obj, list | tuple):
+            for item in obj:
+                visit(item, depth + 1)
+            return
+        if isinstance(obj, dict):
+            for item in obj.values():
+                visit(item, depth + 1)
+            return
+        if not hasattr(obj, "get_params"):
+            return
+        try:
+            params = list(obj.get_params(deep=False).values())
+        except Exception:  # a broken third-party get_params: look at the fitted parts only
+            params = []
+        for name in _NESTED:
+            try:
+                params.append(getattr(obj, name, None))
+            except Exception:
+                continue
+        for item in params:
+            visit(item, depth + 1)
+
+    visit(model, 0)
+    return found
+
+
+def installed_version(library: str) -> str | None:
+    """The installed version of ``library`` (a module name), or None when it is missing."""
+    if library == "scikit-learn":
+        return sklearn.__version__
+    try:
+        module = importlib.import_module(library)
+    except ImportError:
+        return None
+    return str(getattr(module, "__version__", "")) or None
 
 
 def now_iso() -> str:
@@ -65,27 +135,34 @@ def _minor(version: str) -> tuple[str, ...]:
 
 
 def check_versions(signature: Signature) -> None:
-    """Refuse a model saved with another scikit-learn minor release; warn on another patch.
+    """Refuse a model saved with another minor release of scikit-learn, or of XGBoost or
+    LightGBM when the model uses them; warn on another patch release.
 
-    scikit-learn does not promise that pickles load across releases, and a model that loads
-    may still predict differently, so a minor mismatch is an error unless explicitly allowed.
+    These libraries do not promise that pickles load across releases, and a model that loads
+    may still predict differently, so a minor mismatch (or the library missing) is an error
+    unless explicitly allowed with ``UDFS_ALLOW_VERSION_MISMATCH=1``.
     """
-    saved = signature.libraries.get("scikit-learn")
-    if not saved or saved == sklearn.__version__:
-        return
-    message = (
-        f"model '{signature.name}' v{signature.version} was saved with scikit-learn {saved}, "
-        f"but {sklearn.__version__} is installed"
-    )
-    if _minor(saved) != _minor(sklearn.__version__) and os.environ.get(ALLOW_MISMATCH_ENV) != "1":
-        raise VersionMismatchError(
-            f"{message}: re-save the model with this version, or install scikit-learn=={saved} "
-            f"(set {ALLOW_MISMATCH_ENV}=1 to load it anyway)",
-            model=signature.name,
-            expected=sklearn.__version__,
-            value=saved,
+    for library in CHECKED_LIBRARIES:
+        saved = signature.libraries.get(library)
+        if not saved:
+            continue
+        installed = installed_version(library)
+        if saved == installed:
+            continue
+        message = (
+            f"model '{signature.name}' v{signature.version} was saved with {library} {saved}, "
+            + (f"but {installed} is installed" if installed else f"but {library} is not installed")
         )
-    warnings.warn(f"{message}; loading it anyway", VersionMismatchWarning, stacklevel=3)
+        refused = installed is None or _minor(saved) != _minor(installed)
+        if refused and os.environ.get(ALLOW_MISMATCH_ENV) != "1":
+            raise VersionMismatchError(
+                f"{message}: re-save the model with this version, or install {library}=={saved} "
+                f"(set {ALLOW_MISMATCH_ENV}=1 to load it anyway)",
+                model=signature.name,
+                expected=installed,
+                value=saved,
+            )
+        warnings.warn(f"{message}; loading it anyway", VersionMismatchWarning, stacklevel=3)
 
 
 def load_bytes(artifact: bytes, signature: Signature) -> Any:

@@ -147,7 +147,7 @@ def save_model(
             final = signature.with_identity(
                 version=version,
                 sha256=sha256_hex(artifact),
-                libraries=library_versions(),
+                libraries=library_versions(model),
                 created_at=now_iso(),
                 plan=plan_entry,
             )

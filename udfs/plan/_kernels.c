@@ -12,6 +12,12 @@
  *    compared with float32 thresholds already lowered to the largest float32 <= the float64 threshold,
  *    which is the same test as scikit-learn's float32-vs-float64 compare.
  *  - "f64": HistGradientBoosting predictors: float64 compare, NaN routing, categorical bitsets.
+ *    LightGBM trees use it too (float64 `x <= threshold`); a node may also send values in
+ *    [-1e-35f, 1e-35f] its missing-value way (LightGBM's missing type Zero, bit ZERO_MISSING).
+ *
+ * Options: acc32 rounds the running sum to float32 after every addition (XGBoost accumulates its
+ * margin in float32: (float)((double)a + (double)b) is the float32 sum, as double has more than
+ * 2 * 24 + 2 bits); allow_inf lets a float32 model take infinities (XGBoost compares them).
  *
  * Only the buffer protocol is used (no numpy headers). The GIL is released around the loops; nothing
  * here starts threads. Build without -ffast-math and with -ffp-contract=off: a fused multiply-add or
@@ -29,6 +35,10 @@
  * children are leaves (derived in Forest_init, used by the deep-tree walk). */
 #define MGL 1
 #define LEFT_LEAF 2
+/* Node64 only: values within +-ZERO_THRESHOLD (and NaN) go the missing-value way (LightGBM's
+ * kZeroThreshold, 1e-35f, compared as a double). */
+#define ZERO_MISSING 2
+#define ZERO_THRESHOLD ((double)1e-35f)
 
 
 typedef struct {
@@ -64,6 +74,9 @@ typedef struct {
     double *init;         /* K values, or NULL: the first tree assigns instead of adding */
     double divisor;       /* 0: none; else out /= divisor at the end (forest averaging) */
     int allow_nan;
+    int allow_inf;        /* f32: infinities (also float32 overflow) are compared, not refused */
+    int acc32;            /* round the running sum to float32 after each addition */
+    int has_zero;         /* f64: some node has ZERO_MISSING */
     uint32_t *cat_bitsets;   /* n_bitsets * 8 */
     Py_ssize_t n_bitsets;
     uint32_t *known_bitsets; /* n_features * 8 */
@@ -163,16 +176,16 @@ static int Forest_init(Forest *self, PyObject *args, PyObject *kwds) {
     static char *kwlist[] = {"kind",       "n_features",  "n_outputs",   "width",     "root",
                              "depth",      "col",         "feature",     "threshold", "left",
                              "missing_left", "value",     "init",        "divisor",   "allow_nan",
-                             "bitset",     "cat_bitsets", "known_bitsets", NULL};
-    int kind, allow_nan;
+                             "bitset",     "cat_bitsets", "known_bitsets", "allow_inf", "acc32", NULL};
+    int kind, allow_nan, allow_inf = 0, acc32 = 0;
     Py_ssize_t n_features, n_outputs, width;
     double divisor;
     PyObject *o_root, *o_depth, *o_col, *o_feat, *o_thr, *o_left, *o_mgl, *o_value, *o_init;
     PyObject *o_bitset = Py_None, *o_cat = Py_None, *o_known = Py_None;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innnOOOOOOOOOdp|OOO", kwlist, &kind, &n_features,
-                                     &n_outputs, &width, &o_root, &o_depth, &o_col, &o_feat,
-                                     &o_thr, &o_left, &o_mgl, &o_value, &o_init, &divisor,
-                                     &allow_nan, &o_bitset, &o_cat, &o_known))
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "innnOOOOOOOOOdp|OOOpp", kwlist, &kind,
+                                     &n_features, &n_outputs, &width, &o_root, &o_depth, &o_col,
+                                     &o_feat, &o_thr, &o_left, &o_mgl, &o_value, &o_init, &divisor,
+                                     &allow_nan, &o_bitset, &o_cat, &o_known, &allow_inf, &acc32))
         return -1;
     if (self->root != NULL) {
         PyErr_SetString(PyExc_RuntimeError, "Forest: already initialized");
@@ -189,6 +202,8 @@ static int Forest_init(Forest *self, PyObject *args, PyObject *kwds) {
     self->width = width;
     self->divisor = divisor;
     self->allow_nan = allow_nan;
+    self->allow_inf = allow_inf;
+    self->acc32 = acc32;
 
     Py_ssize_t n, n_trees, n_nodes;
     int32_t *feat = NULL, *left = NULL, *bitset = NULL;
@@ -269,7 +284,8 @@ static int Forest_init(Forest *self, PyObject *args, PyObject *kwds) {
             self->nodes64[i].thr = ((double *)thr)[i];
             self->nodes64[i].feat = feat[i];
             self->nodes64[i].left = left[i];
-            self->nodes64[i].mgl = mgl[i] != 0;
+            self->nodes64[i].mgl = mgl[i] & (MGL | ZERO_MISSING);
+            if (mgl[i] & ZERO_MISSING) self->has_zero = 1;
             self->nodes64[i].bitset = bitset[i] < 0 ? -1 : bitset[i];
         }
         /* A tree's nodes are the ones reachable from its root; mark trees with categorical splits
@@ -300,6 +316,14 @@ static inline void accumulate(const Forest *f, Py_ssize_t t, const int32_t *idx,
                               double *out, int assign) {
     const Py_ssize_t K = f->n_outputs, w = f->width, c = f->col[t];
     const double *v = f->values;
+    if (f->acc32 && !assign) {
+        for (Py_ssize_t r = 0; r < nb; r++) {
+            const double *src = v + (Py_ssize_t)idx[r] * w;
+            double *dst = out + r * K + c;
+            for (Py_ssize_t j = 0; j < w; j++) dst[j] = (double)(float)(dst[j] + src[j]);
+        }
+        return;
+    }
     if (w == 1) {
         if (assign)
             for (Py_ssize_t r = 0; r < nb; r++) out[r * K + c] = v[idx[r]];
@@ -377,7 +401,15 @@ static inline int in_bitset(const uint32_t *bs, uint32_t v) { return (bs[v >> 5]
 /* HistGradientBoosting's split rule (sklearn _predictor.pyx): NaN follows missing_go_to_left; a
  * categorical value < 0 or an unknown category is treated as missing; a category in the split's
  * bitset goes left, a known one not in it goes right. */
+/* The numerical split: NaN (and, for a ZERO_MISSING node, a value within +-1e-35f) goes the
+ * missing-value way, anything else left when x <= threshold. */
+static inline int go_left64_num(const Node64 *nd, double x) {
+    int missing = (x != x) | ((nd->mgl & ZERO_MISSING) && x >= -ZERO_THRESHOLD && x <= ZERO_THRESHOLD);
+    return missing ? (nd->mgl & MGL) : (x <= nd->thr);
+}
+
 static inline int go_left64(const Forest *f, const Node64 *nd, double x) {
+    if (f->has_zero && nd->bitset < 0) return go_left64_num(nd, x);
     if (nd->bitset < 0 || x != x) return (x <= nd->thr) | ((x != x) & nd->mgl);
     if (x < 0 || !(x < 256.0)) return nd->mgl;
     uint32_t v = (uint32_t)x; /* the category codes are small non-negative integers */
@@ -394,7 +426,7 @@ static inline void walk64(const Forest *f, Py_ssize_t t, const double *xb, Py_ss
     for (Py_ssize_t r = 0; r < nb; r++) idx[r] = root;
     for (int d = 0; d < depth; d++) {
         int moved = 0;
-        if (f->has_cat[t]) {
+        if (f->has_cat[t] || f->has_zero) {
             for (Py_ssize_t r = 0; r < nb; r++) {
                 const Node64 *nd = nodes + idx[r];
                 int32_t next = nd->left + !go_left64(f, nd, xb[r * nf + nd->feat]);
@@ -419,7 +451,7 @@ enum { ERR_NONE = 0, ERR_NAN = 1, ERR_INF = 2, ERR_MEM = 3 };
 
 /* Casts a block to float32 as scikit-learn's check_array does, rejecting what it rejects. */
 static int convert_block(const double *x, Py_ssize_t count, float *xb, int allow_nan,
-                         int *has_nan) {
+                         int allow_inf, int *has_nan) {
     int nan_seen = 0, inf_seen = 0;
     for (Py_ssize_t i = 0; i < count; i++) {
         float v = (float)x[i];
@@ -428,7 +460,7 @@ static int convert_block(const double *x, Py_ssize_t count, float *xb, int allow
         xb[i] = v;
     }
     *has_nan = nan_seen;
-    if (inf_seen) return ERR_INF;
+    if (inf_seen && !allow_inf) return ERR_INF;
     if (nan_seen && !allow_nan) return ERR_NAN;
     return ERR_NONE;
 }
@@ -460,7 +492,7 @@ static int run_forest(const Forest *f, const double *X, Py_ssize_t n, double *ou
         const double *xd = X + b0 * nf;
         int has_nan = 0;
         if (f->kind == 32) {
-            err = convert_block(xd, nb * nf, xb, f->allow_nan, &has_nan);
+            err = convert_block(xd, nb * nf, xb, f->allow_nan, f->allow_inf, &has_nan);
             if (err != ERR_NONE) break;
         }
         start_block(f, ob, nb);
@@ -604,7 +636,8 @@ static inline int32_t walk64_one(const Forest *f, Py_ssize_t t, const double *x)
         const Node64 *nd = nodes + i;
         if (nd->left == i) return i;
         double v = x[nd->feat];
-        int go_left = cat ? go_left64(f, nd, v) : ((v <= nd->thr) | ((v != v) & nd->mgl));
+        int go_left = (cat || f->has_zero) ? go_left64(f, nd, v)
+                                           : ((v <= nd->thr) | ((v != v) & nd->mgl));
         i = nd->left + !go_left;
     }
 }
@@ -658,7 +691,7 @@ static PyObject *Forest_row(Forest *self, PyObject *args) {
             inf_seen |= isinf(xd[i]);
         }
     }
-    if (inf_seen && (self->kind == 32 || (flags & ROW_NO_INF))) {
+    if (inf_seen && ((self->kind == 32 && !self->allow_inf) || (flags & ROW_NO_INF))) {
         PyErr_SetString(PyExc_ValueError,
                         self->kind == 32
                             ? "Input X contains infinity or a value too large for dtype('float32')."
@@ -677,6 +710,8 @@ static PyObject *Forest_row(Forest *self, PyObject *args) {
         double *dst = out + self->col[t];
         if (self->init == NULL && t == 0)
             for (Py_ssize_t j = 0; j < w; j++) dst[j] = src[j];
+        else if (self->acc32)
+            for (Py_ssize_t j = 0; j < w; j++) dst[j] = (double)(float)(dst[j] + src[j]);
         else
             for (Py_ssize_t j = 0; j < w; j++) dst[j] += src[j];
     }
@@ -794,6 +829,73 @@ static PyObject *exp_array(PyObject *module, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* The float32 functions XGBoost applies (src/common/math.h, src/objective/regression_loss.h),
+ * step for step in float arithmetic with the C library's expf/logf:
+ *  0 XGBoost's Sigmoid: 1.0f / (expf(std::min(-x, 88.7f)) + 1.0f + 1e-16f)
+ *  1 expf(x)  (count:poisson, reg:gamma, reg:tweedie)
+ *  2 XGBoost's logistic ProbToMargin: -logf(1.0f / b - 1.0f), b clamped to [1e-6f, 1 - 1e-6f]
+ *  3 logf(x)  (the base margin of the exp objectives) */
+static inline float xgb_sigmoid(float x) {
+    const float eps = 1e-16f;
+    float nx = -x;
+    float m = (88.7f < nx) ? 88.7f : nx; /* std::min(-x, 88.7f): NaN stays NaN */
+    float denom = expf(m) + 1.0f;
+    denom = denom + eps;
+    return 1.0f / denom;
+}
+
+static inline float xgb_logit(float b) {
+    const float lo = 1e-6f, hi = 1.0f - 1e-6f;
+    b = b < lo ? lo : b; /* common::Max(b, kRtEps) */
+    b = hi < b ? hi : b; /* common::Min(b, 1 - kRtEps) */
+    return -logf(1.0f / b - 1.0f);
+}
+
+/* f32_unary(op, x, out): out[i] = f(x[i]) for float32 buffers of one size (ops above). */
+static PyObject *f32_unary(PyObject *module, PyObject *args) {
+    int op;
+    PyObject *o_x, *o_out;
+    if (!PyArg_ParseTuple(args, "iOO", &op, &o_x, &o_out)) return NULL;
+    if (op < 0 || op > 3) {
+        PyErr_Format(PyExc_ValueError, "f32_unary: unknown op %d", op);
+        return NULL;
+    }
+    Py_buffer xv, ov;
+    if (PyObject_GetBuffer(o_x, &xv, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) return NULL;
+    if (PyObject_GetBuffer(o_out, &ov, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&xv);
+        return NULL;
+    }
+    if (xv.itemsize != 4 || ov.itemsize != 4 || strcmp(bare_format(&xv), "f") != 0 ||
+        strcmp(bare_format(&ov), "f") != 0 || xv.len != ov.len) {
+        PyErr_SetString(PyExc_ValueError, "f32_unary: x and out must be float32 of one size");
+        PyBuffer_Release(&xv);
+        PyBuffer_Release(&ov);
+        return NULL;
+    }
+    const float *x = xv.buf;
+    float *out = ov.buf;
+    Py_ssize_t n = xv.len / 4;
+    Py_BEGIN_ALLOW_THREADS
+    switch (op) {
+    case 0:
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = xgb_sigmoid(x[i]);
+        break;
+    case 1:
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = expf(x[i]);
+        break;
+    case 2:
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = xgb_logit(x[i]);
+        break;
+    default:
+        for (Py_ssize_t i = 0; i < n; i++) out[i] = logf(x[i]);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&xv);
+    PyBuffer_Release(&ov);
+    Py_RETURN_NONE;
+}
+
 /* lookup(values, table, unknown, out): out[i] = table.get(values[i], unknown) for an object
  * array, as the Python loop would (same hashing and equality: a dict lookup per value). */
 static PyObject *lookup(PyObject *module, PyObject *args) {
@@ -842,6 +944,8 @@ static PyMethodDef module_methods[] = {
      "binary_proba(raw, out, scale): two-column probabilities from a binary raw score."},
     {"exp_array", exp_array, METH_VARARGS,
      "exp_array(x, out): the C library's exp of every float64 of x, into out."},
+    {"f32_unary", f32_unary, METH_VARARGS,
+     "f32_unary(op, x, out): XGBoost's float32 sigmoid (0), expf (1), logit (2), logf (3)."},
     {"lookup", lookup, METH_VARARGS,
      "lookup(values, table, unknown, out): table.get(v, unknown) for each object of values."},
     {NULL, NULL, 0, NULL}};
@@ -864,5 +968,6 @@ PyMODINIT_FUNC PyInit__kernels(void) {
     PyModule_AddIntConstant(m, "ROW_NO_NAN", ROW_NO_NAN);
     PyModule_AddIntConstant(m, "ROW_NO_INF", ROW_NO_INF);
     PyModule_AddIntConstant(m, "ROW_STRICT", ROW_STRICT);
+    PyModule_AddIntConstant(m, "ZERO_MISSING", ZERO_MISSING);
     return m;
 }

@@ -6,6 +6,7 @@ registered, never where they are scored.
 
 from __future__ import annotations
 
+import contextlib
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -34,7 +35,9 @@ def compile_verified(
 
         # Compiling probes the fitted steps with arrays; what scikit-learn warns about then
         # (e.g. "X does not have valid feature names") says nothing about the user's model.
-        with warnings.catch_warnings():
+        # Verification makes hundreds of one-row calls: OpenMP pools (XGBoost, LightGBM, HGB)
+        # would wake their threads for each, which on a busy machine costs ~30 ms a call.
+        with warnings.catch_warnings(), _one_openmp_thread():
             warnings.simplefilter("ignore")
             plan = compile_model(model, signature)
             verify_plan(plan, model, signature, sample_columns)
@@ -43,6 +46,15 @@ def compile_verified(
     except Exception as exc:
         return None, {"unsupported": f"the plan compiler failed: {type(exc).__name__}: {exc}"}
     return plan, {"sha256": plan.sha256, "format_version": PLAN_FORMAT_VERSION}
+
+
+def _one_openmp_thread() -> Any:
+    """One OpenMP thread in every loaded runtime while verifying (results are per row)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # scikit-learn depends on it; without it, just slower
+        return contextlib.nullcontext()
+    return threadpool_limits(1, user_api="openmp")
 
 
 def sample_columns(sample: Any, signature: Signature) -> list[Any]:

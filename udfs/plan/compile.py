@@ -2,7 +2,7 @@
 
 ``compile_model(model, signature)`` walks Pipelines and ColumnTransformers, compiles each step
 (:mod:`udfs.plan.compile_steps`), the final linear estimator (here) or tree estimator
-(:mod:`udfs.plan.trees`), and raises :class:`PlanUnsupported` naming the first step it cannot
+(:mod:`udfs.plan.trees`; XGBoost's and LightGBM's in :mod:`udfs.plan.boosters`), and raises :class:`PlanUnsupported` naming the first step it cannot
 express (``step="model > prep > cat: TargetEncoder"``). A plan is only used after
 :func:`udfs.plan.verify.verify_plan` has shown it bit-identical to the model.
 """
@@ -28,8 +28,8 @@ from sklearn.linear_model import (
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
 
+from udfs.plan import boosters, trees
 from udfs.plan import compile_steps as cs
-from udfs.plan import trees
 from udfs.plan.base import PLAN_FORMAT_VERSION, PlanUnsupported
 from udfs.plan.compile_steps import Builder, unsupported
 from udfs.plan.format import Plan
@@ -176,7 +176,7 @@ def _classes(est: Any, b: Builder, path: str) -> tuple[str, bool]:
 
 def _compile_estimator(est: Any, b: Builder, kind: str, path: str, signature: Signature) -> dict:
     name = type(est).__name__
-    if name in trees.SUPPORTED:
+    if name in trees.SUPPORTED or boosters.library(est) is not None:
         return _compile_trees(est, b, path)
     if type(est) in (LogisticRegression, SGDClassifier):
         coef = np.asarray(est.coef_)
@@ -216,19 +216,27 @@ def _order(array: np.ndarray) -> str:
 
 
 def _compile_trees(est: Any, b: Builder, path: str) -> dict:
+    """scikit-learn's tree models (udfs.plan.trees), XGBoost's and LightGBM's (udfs.plan.boosters)."""
+    booster = boosters.library(est) is not None
     try:
-        node, arrays = trees.compile_estimator(est)
+        node, arrays = (boosters if booster else trees).compile_estimator(est)
     except PlanUnsupported as exc:
         raise PlanUnsupported(exc.message, step=f"{path}: {type(est).__name__}") from exc
     prefix = f"t{len(b.arrays)}_"
     for name, array in arrays.items():
         b.arrays[prefix + name] = array
-    hist = type(est).__name__.startswith("HistGradientBoosting")
-    return {
+    step = {
         "op": "trees",
         "where": f"{path}: {type(est).__name__}",
         "trees": node,
         "prefix": prefix,
+    }
+    if booster:  # both libraries predict on NaN and infinity
+        return {**step, "cast": node["input"]["dtype"], "nan_ok": True, "inf_ok": True,
+                "library": node["library"]}  # fmt: skip
+    hist = type(est).__name__.startswith("HistGradientBoosting")
+    return {
+        **step,
         "cast": "float64" if hist else "float32",
         "nan_ok": _accepts(est, np.nan),
         "inf_ok": _accepts(est, np.inf),

@@ -190,8 +190,12 @@ class Trees:
         self.nan_ok = bool(node["nan_ok"])
         self.inf_ok = bool(node["inf_ok"])
         self.where = node["where"]
+        # "xgboost" | "lightgbm": that library's own input conversion (udfs.plan.boosters).
+        self.library = node.get("library")
 
     def _input(self, X: Any) -> np.ndarray:
+        if self.library is not None:
+            return library_input(self.library, X, self.where)
         if type(X) is np.ndarray and X.dtype == np.float64 and X.ndim == 2 and self.cast == _F32:
             # The kernel rounds each float64 to float32 itself (as astype does) and refuses what
             # overflows it, so only NaN is checked here, and no float32 copy is made.
@@ -225,3 +229,90 @@ class Trees:
     def both(self, X: Any) -> tuple[np.ndarray, np.ndarray]:
         """(predict, predict_proba) from one walk of the trees."""
         return self._prepared.both(self._input(X))
+
+
+# LightGBM's kZeroThreshold (1e-35f) as a double: dense entries within it are read as 0.0.
+LIGHTGBM_ZERO = float(np.float32(1e-35))
+
+
+def _no_object(X: Frame, where: str) -> None:
+    for name, column in zip(X.names, X.columns, strict=True):
+        if column.dtype.kind not in "biuf":
+            raise InputError(
+                f"{where}: column '{name}' has dtype {column.dtype}; the model takes int, float "
+                "or bool columns"
+            )
+
+
+def _as_f64(values: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(values, dtype=np.float64)
+
+
+def library_input(library: str, X: Any, where: str) -> np.ndarray:
+    """What ``library`` ("xgboost" | "lightgbm") makes of X: the kernel's float64 input."""
+    if library == "xgboost":
+        return _xgboost_input(X, where)
+    if library == "lightgbm":
+        return _lightgbm_input(X, where)
+    raise ValueError(f"unknown library {library!r}")
+
+
+def _xgboost_input(X: Any, where: str) -> np.ndarray:
+    """The float64 matrix whose float32 rounding (in the kernel) is what XGBoost predicts on.
+
+    XGBoost converts a DataFrame column by column (float columns as they are, int and bool
+    columns with ``to_numpy(float32)``) and refuses object columns; an array keeps a float
+    dtype and goes through float32 otherwise; a sparse matrix's absent entries are missing.
+    """
+    if isinstance(X, Sparse):
+        values = X.values.astype(np.float64)
+        return np.where(values == 0, np.nan, values)  # CSR keeps no zeros: absent = missing
+    if isinstance(X, Frame):
+        _no_object(X, where)
+        out = np.empty((X.n_rows, len(X.columns)), dtype=np.float64)
+        for j, column in enumerate(X.columns):
+            out[:, j] = column if column.dtype.kind == "f" else column.astype(np.float32)
+        return out
+    values = np.asarray(X)
+    if values.dtype.kind == "f":
+        return _as_f64(values)
+    with np.errstate(over="ignore"):
+        try:
+            return _as_f64(values.astype(np.float32))
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"{where}: cannot convert the input: {exc}") from None
+
+
+def _lightgbm_input(X: Any, where: str) -> np.ndarray:
+    """The float64 matrix LightGBM predicts on.
+
+    A DataFrame becomes ``to_numpy(result_type(dtypes, float32))`` (object columns refused); an
+    array goes through scikit-learn's ``check_array(dtype="numeric")`` (object -> float64), then
+    float32 unless it is float32 or float64. LightGBM reads a dense row as its entries with
+    ``|x| > 1e-35f`` (or NaN), so smaller ones are 0.0. A sparse matrix keeps its values, however
+    small (absent = 0.0).
+    """
+    if isinstance(X, Sparse):
+        return _as_f64(X.values)
+    values = _lightgbm_dense(X, where)
+    with np.errstate(invalid="ignore"):
+        return np.where(np.abs(values) <= LIGHTGBM_ZERO, 0.0, values)
+
+
+def _lightgbm_dense(X: Any, where: str) -> np.ndarray:
+    if isinstance(X, Frame):
+        _no_object(X, where)
+        target = np.result_type(*[c.dtype for c in X.columns], np.float32)
+        out = np.empty((X.n_rows, len(X.columns)), dtype=np.float64)
+        for j, column in enumerate(X.columns):
+            out[:, j] = column.astype(target)
+        return out
+    values = np.asarray(X)
+    try:
+        if values.dtype.kind == "O":
+            values = values.astype(np.float64)
+        elif values.dtype not in (np.float32, np.float64):
+            values = values.astype(np.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{where}: cannot convert the input: {exc}") from None
+    return _as_f64(values)

@@ -31,7 +31,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from udfs.errors import InputError
-from udfs.plan.estimators import Linear, Trees, softmax
+from udfs.plan.estimators import LIGHTGBM_ZERO, Linear, Trees, softmax
 from udfs.plan.ops import interleaved_dtype, target_dtype
 
 F8 = np.dtype(np.float64)
@@ -521,6 +521,28 @@ def _expit(x: float) -> float:
     return 1.0 / (1.0 + e)
 
 
+_ROW_RULES = (
+    "identity",
+    "exp",
+    "argmax",
+    "ge0",
+    "gt0",
+    "identity32",
+    "sigmoid32",
+    "exp32",
+    "cexp",
+    "gt05",
+    "proba_argmax",
+)
+
+
+def _f32(op: int, x: float) -> np.float32:
+    """tree_exec.f32_unary of one value: XGBoost's float32 sigmoid (0) or expf (1)."""
+    from udfs.plan.tree_exec import f32_unary
+
+    return f32_unary(op, np.array((x,), dtype=np.float32))[0]
+
+
 class _TreeRow:
     """The final tree ensemble on one row: ``Forest.row`` plus scikit-learn's output rule."""
 
@@ -543,16 +565,32 @@ class _TreeRow:
             (col, {v: float(i) for i, v in reversed(list(enumerate(cats.tolist())))})
             for col, cats in prepared._categorical
         ]
-        if self.rule not in ("identity", "exp", "argmax", "ge0", "gt0"):
+        # "xgboost" | "lightgbm": that library's input conversion (estimators._xgboost_input).
+        self.library = trees.library
+        if self.rule not in _ROW_RULES:
             raise _Unfusable(f"predict rule {self.rule!r}")
-        if self.rule in ("argmax", "ge0", "gt0") and self.labels is None:
+        if self.rule in ("argmax", "ge0", "gt0", "gt05", "proba_argmax") and self.labels is None:
             raise _Unfusable("classes")
-        if self.link not in (None, "identity", "logit", "halflogit", "softmax"):
+        if self.link not in (None, "identity", "logit", "halflogit", "softmax", "sigmoid32"):
             raise _Unfusable(f"proba link {self.link!r}")
 
     def finish(self, code: _Code, meta: _Meta, names: list[str]) -> None:
         """Emit the conversion to the model's input and the call of ``Forest.row``."""
+        if self.library is not None:
+            # XGBoost and LightGBM refuse object columns, and send an int or bool array through
+            # float32 (LightGBM) or parse an object one: the batch path does those.
+            if meta.kind == "frame" and any(d == OBJ for d in meta.dtypes):
+                raise _Unfusable(f"{self.library}: an object column")
+            if meta.kind != "frame" and meta.dtype.kind != "f":
+                raise _Unfusable(f"{self.library}: a {meta.dtype} array")
         names = _to_numbers(code, meta, names)
+        if self.library == "xgboost" and meta.kind == "sparse":
+            # A CSR matrix keeps no zeros, and XGBoost reads an absent entry as missing.
+            names = [code.new(f"NAN if {n} == 0 else {n}") for n in names]
+        if self.library == "lightgbm" and meta.kind != "sparse":
+            # LightGBM reads dense entries within +-1e-35f as 0.0 (estimators._lightgbm_input).
+            zero = code.const(LIGHTGBM_ZERO)
+            names = [code.new(f"0.0 if -{zero} <= {n} <= {zero} else {n}") for n in names]
         message = code.const(f"{self.estimator}: infinity in a categorical column")
         for col, index in self.categorical:
             # HGB's OrdinalEncoder: a known category -> its index, anything else -> NaN.
@@ -564,6 +602,22 @@ class _TreeRow:
 
     def predict(self, raw: tuple) -> Any:
         rule = self.rule
+        if rule == "identity32":
+            return np.float32(raw[0])
+        if rule == "sigmoid32":
+            return _f32(0, raw[0])
+        if rule == "exp32":
+            return _f32(1, raw[0])
+        if rule == "cexp":
+            try:
+                return np.float64(math.exp(raw[0]))
+            except OverflowError:
+                return np.float64(_INF)
+        if rule == "gt05":
+            return self.labels[int(_f32(0, raw[0]) > 0.5)]
+        if rule == "proba_argmax":
+            p = _expit(raw[0])
+            return self.labels[_argmax((1 - p, p))]
         if rule == "ge0":
             return self.labels[raw[0] >= 0]
         if rule == "gt0":
@@ -576,6 +630,9 @@ class _TreeRow:
 
     def proba(self, raw: tuple) -> np.ndarray:
         link = self.link
+        if link == "sigmoid32":
+            p = _f32(0, raw[0])
+            return np.array((1 - p, p))
         if link == "logit":
             p = _expit(raw[0])
             return np.array((1 - p, p))

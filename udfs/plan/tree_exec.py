@@ -15,7 +15,11 @@ import numpy as np
 
 from udfs.plan import _kernels
 
-_VERSION = 1
+# Trees node versions: 1 for scikit-learn's trees; 2 for XGBoost and LightGBM (udfs.plan.boosters):
+# float32 accumulation, infinities in float32 models, zero-as-missing nodes, the libraries' rules.
+_VERSIONS = (1, 2)
+# _kernels.f32_unary operations.
+_SIGMOID32, _EXP32 = 0, 1
 _CACHE_SIZE = 32
 # (id(node), id(arrays)) -> (node, arrays, Prepared). Holding node and arrays keeps their ids unique.
 _cache: dict[tuple[int, int], tuple[dict, dict, Prepared]] = {}
@@ -64,10 +68,19 @@ def softmax(raw: np.ndarray, order: str) -> np.ndarray:
     return x
 
 
+def f32_unary(op: int, x: np.ndarray) -> np.ndarray:
+    """XGBoost's float32 sigmoid or ``expf`` of a float32 array (``_kernels.f32_unary``)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    out = np.empty_like(x)
+    _kernels.f32_unary(op, x, out)
+    return out
+
+
 class Prepared:
     """A node with its kernel built: ``run(X, method)`` is cheap to call repeatedly."""
 
     __slots__ = (
+        "_acc32",
         "_categorical",
         "_classes",
         "_estimator",
@@ -80,12 +93,16 @@ class Prepared:
     )
 
     def __init__(self, node: dict, arrays: dict[str, np.ndarray]) -> None:
-        if node.get("op") != "trees" or node.get("version") != _VERSION:
-            raise ValueError(f"not a version-{_VERSION} trees node: {node.get('op')!r}")
+        version = node.get("version")
+        if node.get("op") != "trees" or version not in _VERSIONS:
+            raise ValueError(f"not a trees node of version {_VERSIONS}: {node.get('op')!r}")
         kind = int(node["kind"])
         extra = {}
         if kind == 64:
             extra = {k: arrays[k] for k in ("bitset", "cat_bitsets", "known_bitsets")}
+        if version >= 2:
+            extra["allow_inf"] = bool(node.get("allow_inf", False))
+            extra["acc32"] = bool(node.get("acc32", False))
         self._forest = _kernels.Forest(
             kind=kind,
             n_features=int(node["n_features"]),
@@ -104,6 +121,7 @@ class Prepared:
             allow_nan=bool(node["input"]["allow_nan"]),
             **extra,
         )
+        self._acc32 = bool(extra.get("acc32", False))
         self._estimator = str(node.get("estimator", "model"))
         self._n_features = int(node["n_features"])
         self._n_outputs = int(node["n_outputs"])
@@ -185,6 +203,10 @@ class Prepared:
             return out
         if proba == "softmax":
             return softmax(raw, self._raw_order)
+        if proba == "sigmoid32":
+            # XGBClassifier: float32 probabilities, np.vstack((1 - p, p)).transpose().
+            p = f32_unary(_SIGMOID32, raw.reshape(-1))
+            return np.vstack((1 - p, p)).transpose()
         raise ValueError(f"unknown proba link {proba!r}")
 
     def _run_predict(self, raw: np.ndarray) -> np.ndarray:
@@ -193,6 +215,24 @@ class Prepared:
             return raw.reshape(-1)
         if predict == "exp":
             return np.exp(raw.reshape(-1))
+        if predict == "identity32":
+            return raw.reshape(-1).astype(np.float32)  # the float32 margin, held exactly
+        if predict == "sigmoid32":
+            return f32_unary(_SIGMOID32, raw.reshape(-1))
+        if predict == "exp32":
+            return f32_unary(_EXP32, raw.reshape(-1))
+        if predict == "cexp":
+            from udfs.plan.estimators import libm_exp  # LightGBM: std::exp
+
+            return libm_exp(raw.reshape(-1))
+        if predict == "gt05":
+            # XGBClassifier: column index 1 where the float32 probability is > 0.5.
+            encoded = np.repeat(0, raw.shape[0])
+            encoded[f32_unary(_SIGMOID32, raw.reshape(-1)) > 0.5] = 1
+            return self._classes.take(encoded)
+        if predict == "proba_argmax":
+            # LGBMClassifier: classes_[argmax(predict_proba)].
+            return self._classes.take(np.argmax(self._run_proba(raw), axis=1))
         if predict == "argmax":
             encoded = np.argmax(raw, axis=1)
         elif predict == "ge0":

@@ -100,7 +100,7 @@ def _require(est: Any, *attrs: str) -> None:
             raise _unsupported(est, f"not fitted (no {attr})")
 
 
-def _classes(est: Any) -> dict:
+def classes_of(est: Any) -> dict:
     """The class labels as JSON, with the dtype to rebuild them with."""
     classes = np.asarray(est.classes_)
     if classes.ndim != 1:
@@ -156,7 +156,7 @@ def _sibling_layout(left: np.ndarray, right: np.ndarray, is_leaf: np.ndarray):
     return perm, new_left, depth
 
 
-class _Builder:
+class TreeBuilder:
     """Concatenates trees into the flat arrays the kernel reads."""
 
     def __init__(self, width: int) -> None:
@@ -196,7 +196,7 @@ class _Builder:
         return out
 
 
-def _add_sklearn_tree(builder: _Builder, tree: Any, col: int, scale: float | None) -> None:
+def _add_sklearn_tree(builder: TreeBuilder, tree: Any, col: int, scale: float | None) -> None:
     """Adds one fitted ``sklearn.tree._tree.Tree`` (float32 compare)."""
     if tree.n_outputs != 1:
         raise PlanUnsupported("multi-output trees have no plan")
@@ -254,7 +254,7 @@ def _check_tree_model(est: Any) -> None:
 
 
 def _classifier_node(est: Any, node: dict) -> None:
-    node.update(_classes(est))
+    node.update(classes_of(est))
     node["proba"] = "identity"
     node["predict"] = "argmax"
 
@@ -264,7 +264,7 @@ def _compile_single_tree(est: Any) -> tuple[dict, dict[str, np.ndarray]]:
     _require(est, "tree_")
     classifier = hasattr(est, "classes_")
     width = int(est.n_classes_) if classifier else 1
-    builder = _Builder(width)
+    builder = TreeBuilder(width)
     _add_sklearn_tree(builder, est.tree_, 0, None)
     node = _base_node(est, 32, width, width)
     node["has_init"] = False  # scikit-learn returns the leaf values themselves
@@ -281,7 +281,7 @@ def _compile_forest(est: Any) -> tuple[dict, dict[str, np.ndarray]]:
     _require(est, "estimators_")
     classifier = hasattr(est, "classes_")
     width = int(est.n_classes_) if classifier else 1
-    builder = _Builder(width)
+    builder = TreeBuilder(width)
     for tree in est.estimators_:
         _add_sklearn_tree(builder, tree.tree_, 0, None)
     node = _base_node(est, 32, width, width)
@@ -343,7 +343,7 @@ def _compile_gradient_boosting(est: Any) -> tuple[dict, dict[str, np.ndarray]]:
         raise _unsupported(est, f"loss {est.loss!r} has no plan")
     stages = np.asarray(est.estimators_, dtype=object)
     n_outputs = int(stages.shape[1])
-    builder = _Builder(1)
+    builder = TreeBuilder(1)
     lr = float(est.learning_rate)
     # Stage by stage, class by class: the order predict_stages adds them in.
     for i in range(stages.shape[0]):
@@ -352,7 +352,7 @@ def _compile_gradient_boosting(est: Any) -> tuple[dict, dict[str, np.ndarray]]:
     node = _base_node(est, 32, n_outputs, 1)
     node["input"] = _f32_input(False)  # GradientBoosting* validate X with finite values only
     if classifier:
-        node.update(_classes(est))
+        node.update(classes_of(est))
         if n_outputs == 1:
             node["proba"] = "halflogit" if est.loss == "exponential" else "logit"
             node["predict"] = "ge0"
@@ -433,7 +433,7 @@ def _hgb_columns(est: Any, parts: dict) -> tuple[np.ndarray, list[tuple[int, np.
     return order, encoded
 
 
-def _add_hgb_predictor(builder: _Builder, predictor: Any, col: int, order: np.ndarray,
+def _add_hgb_predictor(builder: TreeBuilder, predictor: Any, col: int, order: np.ndarray,
                        bitset_offset: int) -> None:  # fmt: skip
     nodes = predictor.nodes
     is_leaf = nodes["is_leaf"].astype(bool)
@@ -462,7 +462,7 @@ def _compile_hist_gradient_boosting(est: Any) -> tuple[dict, dict[str, np.ndarra
         raise _unsupported(est, f"loss {loss!r} has no plan")
     order, categorical = _hgb_columns(est, parts)
     n_outputs = int(parts["baseline"].size)
-    builder = _Builder(1)
+    builder = TreeBuilder(1)
     bitsets = []
     offset = 0
     for iteration in parts["predictors"]:
@@ -493,7 +493,7 @@ def _compile_hist_gradient_boosting(est: Any) -> tuple[dict, dict[str, np.ndarra
         node["categorical"].append({"column": col, "values": f"categories_{j}"})
         arrays[f"categories_{j}"] = cats
     if classifier:
-        node.update(_classes(est))
+        node.update(classes_of(est))
         node["proba"] = "logit" if n_outputs == 1 else "softmax"
         node["predict"] = "gt0" if n_outputs == 1 else "argmax"
     else:
