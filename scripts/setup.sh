@@ -37,7 +37,7 @@ stamp="$VENV/.udfs-installed"
 want=$(cat pyproject.toml udfs/plan/_kernels.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  extras="spark,postgres,dev"
+  extras="spark,connect,postgres,dev,boost"
   # The GPU backend's conversion is tested on the CPU with a CPU build of torch. Install it only
   # from a local wheel: from PyPI, plain torch is a multi-GB CUDA build.
   torch_wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)
@@ -53,7 +53,7 @@ fi
 
 # PL/Python runs as the postgres OS user and imports this venv's packages: it must be able
 # to read them. Directories along the path need o+x.
-chmod -R o+rX "$VENV" udfs postgres 2>/dev/null || true
+chmod -R o+rX "$VENV" udfs 2>/dev/null || true
 if [ "$(id -u)" -eq 0 ] && id postgres >/dev/null 2>&1 \
     && ! runuser -u postgres -- test -r "$PWD/udfs/__init__.py"; then
   echo "udfs: the postgres OS user cannot read $PWD: PL/Python could not import udfs." >&2

@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 
+import udfs
 from tests.fixtures.models import FEATURES, expected
 from udfs import scoring
+from udfs.cli import cli
 from udfs.demo.data import customers
 from udfs.errors import ConfigError
 from udfs.spark import device
-from udfs.spark.gpu import RAPIDS_CONF, discover, executor_cores, gpu_conf
-from udfs.spark.session import session_conf
+from udfs.spark.gpu import DISCOVERY_SCRIPT, RAPIDS_CONF, discover, executor_cores, gpu_conf
+from udfs.spark.session import LOG4J2, session_conf
 
 pytestmark = pytest.mark.spark
 
@@ -48,6 +51,25 @@ def test_discover_parses_the_script(tmp_path, fake_gpu):
     assert discover(_script(tmp_path, "echo not-json")) == []
     assert discover(_script(tmp_path, "exit 3")) == []
     assert discover(tmp_path / "missing.sh") == []
+
+
+def test_a_script_that_lost_its_executable_bit_runs_through_bash(tmp_path, fake_gpu):
+    fake_gpu.chmod(0o644)  # as an installer that drops file modes would leave it
+    assert discover(fake_gpu) == ["0"]
+    # Spark runs the script itself, without a shell: say so before Spark fails obscurely.
+    with pytest.raises(ConfigError, match=r"cannot run the GPU discovery script: chmod \+x"):
+        gpu_conf("local[2]", fake_gpu)
+
+
+def test_the_packaged_discovery_script_is_found_and_printed():
+    """One copy, inside the package (the wheel ships it); `udfs spark discovery-script` shows it."""
+    package = Path(udfs.__file__).parent
+    assert package / "spark" / "getGpusResources.sh" == DISCOVERY_SCRIPT
+    assert os.access(DISCOVERY_SCRIPT, os.X_OK)
+    assert package / "spark" / "log4j2.properties" == LOG4J2 and LOG4J2.is_file()
+    result = CliRunner().invoke(cli, ["spark", "discovery-script"])
+    assert result.exit_code == 0, result.output
+    assert result.output == f"{DISCOVERY_SCRIPT}\n"
 
 
 def test_on_with_a_fake_gpu_sets_task_gpu_resources(tmp_path, fake_gpu):
@@ -172,6 +194,10 @@ def test_rapids_properties_file_agrees_with_the_session_conf():
     cores = int(props["spark.executor.cores"])
     assert float(props["spark.task.resource.gpu.amount"]) == 1 / cores
     assert int(props["spark.rapids.python.concurrentPythonWorkers"]) >= cores
+    # The script installed with the package: spark_jobs/ has no copy of its own.
+    assert props["spark.executor.resource.gpu.discoveryScript"].endswith(
+        "/site-packages/udfs/spark/getGpusResources.sh"
+    )
     assert "spark.plugins" not in _properties("cpu.properties")
 
 

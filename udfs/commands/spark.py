@@ -1,7 +1,11 @@
-"""`udfs spark sql FILE`: run a SQL file in Spark with the models registered."""
+"""`udfs spark sql FILE`: run a SQL file in Spark with the models registered.
+
+`udfs spark discovery-script`: where the GPU discovery script is installed.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import click
@@ -57,3 +61,18 @@ def sql_cmd(
         conf=settings,
         echo=click.echo,
     )
+
+
+@spark.command("discovery-script")
+def discovery_script_cmd() -> None:
+    """Print the path of the GPU discovery script installed with udfs.
+
+    For a cluster's spark.executor.resource.gpu.discoveryScript (and the worker's): install
+    udfs at the same path on every node, then use this path.
+    """
+    from udfs.paths import package_file  # not udfs.spark.gpu: no pyspark import for one path
+
+    script = package_file("spark", "getGpusResources.sh")
+    click.echo(script)
+    if not os.access(script, os.X_OK):  # Spark runs it without a shell
+        click.echo(f"warning: it is not executable; run chmod +x {script}", err=True)

@@ -13,10 +13,12 @@ import subprocess
 from pathlib import Path
 
 from udfs.errors import ConfigError
+from udfs.paths import package_file
 
 log = logging.getLogger("udfs.spark")
 GPU_MODES = ("auto", "on", "off")
-DISCOVERY_SCRIPT = Path(__file__).with_name("getGpusResources.sh")
+# Installed with the package; `udfs spark discovery-script` prints its path for cluster configs.
+DISCOVERY_SCRIPT = package_file("spark", "getGpusResources.sh")
 DISCOVERY_ENV = "UDFS_GPU_DISCOVERY_SCRIPT"
 RAPIDS_JAR_ENV = "SPARK_RAPIDS_JAR"
 
@@ -46,11 +48,13 @@ RAPIDS_CONF: dict[str, str] = {
 def discover(script: Path | None = None) -> list[str]:
     """GPU addresses from a Spark discovery script (``{"name":"gpu","addresses":[...]}``).
 
-    A missing script, a failing one (no ``nvidia-smi``) or bad output means no GPU.
+    A missing script, a failing one (no ``nvidia-smi``) or bad output means no GPU. A script
+    without its executable bit (an installer that dropped the mode) runs through ``bash``.
     """
     script = script or Path(os.environ.get(DISCOVERY_ENV, DISCOVERY_SCRIPT))
+    command = [str(script)] if os.access(script, os.X_OK) else ["bash", str(script)]
     try:
-        out = subprocess.run([str(script)], capture_output=True, text=True, timeout=30, check=False)
+        out = subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return []
     if out.returncode != 0:
@@ -91,6 +95,9 @@ def gpu_conf(
     executor_cores: int = 1,
 ) -> dict[str, str]:
     """Task GPU scheduling (one GPU per executor, shared by its cores), plus RAPIDS with a jar."""
+    if not os.access(script, os.X_OK):
+        # Spark executes the script itself (no shell), so it must keep its executable bit.
+        raise ConfigError(f"Spark cannot run the GPU discovery script: chmod +x {script}")
     conf = {
         "spark.executor.resource.gpu.amount": "1",
         "spark.executor.resource.gpu.discoveryScript": str(script),

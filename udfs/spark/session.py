@@ -9,7 +9,7 @@ from pathlib import Path
 from pyspark import SparkConf, SparkContext
 from pyspark.sql import SparkSession
 
-from udfs.paths import home
+from udfs.paths import home, package_file
 from udfs.spark.gpu import (
     DISCOVERY_ENV,
     DISCOVERY_SCRIPT,
@@ -18,12 +18,11 @@ from udfs.spark.gpu import (
     gpu_conf,
     use_gpu,
 )
+from udfs.threads import ONE_THREAD_ENV
 
 DEFAULT_MASTER = "local[*]"
 ARROW_BATCH_SIZE = 10_000
-LOG4J2 = Path(__file__).with_name("log4j2.properties")
-# Each Python worker runs one batch at a time: BLAS threads would only fight over the cores.
-_THREAD_LIMITS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+LOG4J2 = package_file("spark", "log4j2.properties")
 
 
 def submitted() -> bool:
@@ -38,7 +37,8 @@ def base_conf(arrow_batch_size: int) -> dict[str, str]:
         "spark.sql.execution.arrow.maxRecordsPerBatch": str(arrow_batch_size),
         "spark.python.worker.reuse": "true",  # keeps the per-worker model cache alive
     }
-    conf.update({f"spark.executorEnv.{var}": "1" for var in _THREAD_LIMITS})
+    # Each Python worker runs one batch at a time (udfs.threads).
+    conf.update({f"spark.executorEnv.{var}": n for var, n in ONE_THREAD_ENV.items()})
     return conf
 
 

@@ -1,1 +1,0 @@
-../udfs/spark/getGpusResources.sh
