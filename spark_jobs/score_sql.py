@@ -28,10 +28,20 @@ def main(argv: list[str] | None = None) -> int:
         "--store", default=None, help="model store (default $UDFS_STORE or ./models)"
     )
     parser.add_argument("--model", action="append", default=[], help="NAME[@VERSION] to register")
+    parser.add_argument(
+        "--remote", default=None, help="Spark Connect URL (spark-submit --remote sets it too)"
+    )
     parser.add_argument("--gpu", choices=["auto", "on", "off"], default="auto")
     args = parser.parse_args(argv)
     try:
-        run_sql_file(args.sql_file, gpu=args.gpu, store=args.store, models=args.model, echo=print)
+        run_sql_file(
+            args.sql_file,
+            gpu=args.gpu,
+            store=args.store,
+            models=args.model,
+            remote=args.remote,
+            echo=print,
+        )
     except UdfsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

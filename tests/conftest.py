@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.models",
     "tests.fixtures.postgres",
     "tests.fixtures.spark",
+    "tests.fixtures.connect",
 ]

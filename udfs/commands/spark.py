@@ -23,6 +23,12 @@ def spark() -> None:
 @click.option(
     "--master", default=None, help="Spark master (default: local[*], or $UDFS_SPARK_MASTER)."
 )
+@click.option(
+    "--remote",
+    envvar="SPARK_REMOTE",
+    default=None,
+    help="Spark Connect server, e.g. sc://host:15002 (or $SPARK_REMOTE); local[N] starts one.",
+)
 @click.option("--gpu", type=click.Choice(["auto", "on", "off"]), default="auto", show_default=True)
 @click.option("--model", "models", multiple=True, help="Register only NAME[@VERSION] (repeatable).")
 @click.option(
@@ -36,6 +42,7 @@ def spark() -> None:
 def sql_cmd(
     sql_file: Path,
     master: str | None,
+    remote: str | None,
     gpu: str,
     models: tuple[str, ...],
     rapids_jar: str | None,
@@ -54,6 +61,7 @@ def sql_cmd(
     run_sql_file(
         sql_file,
         master=master,
+        remote=remote,
         gpu=gpu,
         store=store,
         models=models,

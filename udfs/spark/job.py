@@ -8,7 +8,7 @@ from pathlib import Path
 from udfs.naming import parse_ref
 from udfs.spark.register import register, register_all
 from udfs.spark.script import StatementResult, run_script
-from udfs.spark.session import session
+from udfs.spark.session import describe, session
 from udfs.store import StorePath
 
 
@@ -21,14 +21,20 @@ def run_sql_file(
     models: Sequence[str] = (),
     rapids_jar: str | None = None,
     conf: dict[str, str] | None = None,
+    remote: str | None = None,
     echo: Callable[[str], None] = print,
 ) -> list[StatementResult]:
-    """Register the models (``NAME`` or ``NAME@VERSION``; all by default) and run ``sql_file``."""
+    """Register the models (``NAME`` or ``NAME@VERSION``; all by default) and run ``sql_file``.
+
+    ``remote``: a Spark Connect URL (see :func:`udfs.spark.session.session`).
+    """
     text = Path(sql_file).read_text()
-    spark = session(f"udfs {Path(sql_file).name}", master, gpu, rapids_jar=rapids_jar, conf=conf)
+    spark = session(
+        f"udfs {Path(sql_file).name}", master, gpu, rapids_jar=rapids_jar, conf=conf, remote=remote
+    )
     if models:
         functions = [fn for ref in models for fn in register(spark, *parse_ref(ref), store=store)]
     else:
         functions = register_all(spark, store=store)
-    echo(f"registered: {', '.join(functions) or 'no models'} (master {spark.sparkContext.master})")
+    echo(f"registered: {', '.join(functions) or 'no models'} ({describe(spark, remote)})")
     return run_script(spark, text, functions, echo=echo)

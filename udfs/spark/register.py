@@ -5,6 +5,7 @@ from __future__ import annotations
 from pyspark.sql import SparkSession
 
 from udfs.bundle import load_bytes
+from udfs.spark.shipping import ship
 from udfs.spark.udf import make_udf
 from udfs.store import StorePath, ensure_plan, model_names, resolve
 
@@ -17,7 +18,8 @@ def register(
     A model with a scoring plan ships the plan (data: executors never unpickle it, nor import
     scikit-learn); one without ships its pickled artifact. Either is checked on the driver first
     (sha256; for a pickle also library versions and unpickling), so a bad model fails here and
-    not in the middle of a job. On a session whose tasks get GPUs nothing more travels: the GPU
+    not in the middle of a job. The bytes travel as a broadcast, or on a Spark Connect session
+    inside the UDF (see ``shipping``). On a session whose tasks get GPUs nothing more travels: the GPU
     backend reads the plan's trees, so GPU executors never unpickle anything either.
 
     >>> register(spark, "churn")  # doctest: +SKIP
@@ -34,10 +36,8 @@ def register(
         from udfs.plan.execute import PlanRunner
 
         PlanRunner(plan, signature)  # links: a plan this udfs cannot run fails here
-    # Broadcast, not a driver-local path: executors on other machines get the bytes too.
-    shipped = spark.sparkContext.broadcast(
-        {"plan": None if plan is None else plan.to_bytes(), "artifact": artifact}
-    )
+    # The bytes, not a driver-local path: executors on other machines get them too.
+    shipped = ship(spark, {"plan": None if plan is None else plan.to_bytes(), "artifact": artifact})
     spark.udf.register(name, make_udf(signature, shipped, "predict"))
     registered = [name]
     if signature.has_proba:

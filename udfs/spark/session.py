@@ -18,9 +18,11 @@ from udfs.spark.gpu import (
     gpu_conf,
     use_gpu,
 )
+from udfs.spark.shipping import is_connect
 from udfs.threads import ONE_THREAD_ENV
 
 DEFAULT_MASTER = "local[*]"
+REMOTE_ENV = "SPARK_REMOTE"  # a Spark Connect URL; spark-submit --remote sets it
 ARROW_BATCH_SIZE = 10_000
 LOG4J2 = package_file("spark", "log4j2.properties")
 
@@ -106,8 +108,14 @@ def session(
     arrow_batch_size: int = ARROW_BATCH_SIZE,
     rapids_jar: str | None = None,
     conf: dict[str, str] | None = None,
+    remote: str | None = None,
 ) -> SparkSession:
     """The embedded default SparkSession, or the spark-submit one with udfs' settings.
+
+    ``remote`` (or ``$SPARK_REMOTE``, which ``spark-submit --remote`` sets) gives a Spark
+    Connect session instead: ``sc://host:port`` reaches a running server, which applies the
+    runtime settings (its cluster settings are its administrator's); ``local[N]`` starts a
+    local server in this process with the same settings as the embedded session.
 
     Tables made with ``CREATE TABLE ... AS SELECT`` persist in ``<udfs home>/spark`` (Hive
     catalog on an embedded Derby metastore) and are readable from a later session.
@@ -116,7 +124,8 @@ def session(
 
     >>> spark = session()  # doctest: +SKIP
     """
-    if submitted():
+    remote = remote or os.environ.get(REMOTE_ENV)
+    if submitted() and not remote:
         SparkContext._ensure_initialized()  # attach to spark-submit's JVM to read its conf
     else:
         # Workers must run this interpreter: it has udfs and scikit-learn.
@@ -133,8 +142,19 @@ def session(
     if not submitted():
         Path(settings["spark.sql.warehouse.dir"]).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
+    if remote:
+        builder = builder.remote(remote)
+        settings.pop("spark.master", None)  # the remote URL names it
     for key, value in settings.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("ERROR")
+    if not is_connect(spark):  # a Connect client has no SparkContext; log4j2 quiets its server
+        spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def describe(spark: SparkSession, remote: str | None = None) -> str:
+    """Where a session runs: ``master local[*]``, or ``remote sc://host:15002`` on Connect."""
+    if is_connect(spark):
+        return f"remote {remote or os.environ.get(REMOTE_ENV, '')}".rstrip()
+    return f"master {spark.sparkContext.master}"

@@ -15,7 +15,6 @@ from typing import Any, Tuple  # noqa: UP035 - the UDFs' type-hint inference exp
 
 import pandas as pd
 import pyarrow as pa
-from pyspark.broadcast import Broadcast
 from pyspark.sql.functions import pandas_udf
 from pyspark.sql.pandas.types import to_arrow_type
 from pyspark.sql.types import DataType
@@ -36,13 +35,14 @@ METHODS = ("predict", "predict_proba")
 
 
 def make_udf(
-    signature: Signature, artifact: Broadcast, method: str, arrow: bool | None = None
+    signature: Signature, artifact: Any, method: str, arrow: bool | None = None
 ) -> UserDefinedFunction:
     """A scalar iterator UDF computing ``method`` for the model in ``artifact``.
 
-    ``arrow``: an Arrow-native UDF (the default where pyspark has them) or a pandas UDF. Only
-    the signature (as JSON) and the broadcast handle travel in the closure; the model reaches
-    each executor once through the broadcast and is loaded once per Python worker.
+    ``arrow``: an Arrow-native UDF (the default where pyspark has them) or a pandas UDF.
+    ``artifact`` is what ``shipping.ship`` made: a broadcast handle (the model reaches each
+    executor once) or, on Spark Connect, the bytes themselves. The model is loaded once per
+    Python worker.
     """
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -55,7 +55,7 @@ def make_udf(
     return _pandas(signature_json, artifact, method, return_type, signature.name)
 
 
-def _scores(signature_json: str, artifact: Broadcast, method: str, batches: Iterator) -> Iterator:
+def _scores(signature_json: str, artifact: Any, method: str, batches: Iterator) -> Iterator:
     """The core's results (pandas Series) for each batch of columns; None for an empty batch."""
     sig = Signature.from_json(signature_json)
     score_batch = getattr(scoring, method)
@@ -69,9 +69,7 @@ def _scores(signature_json: str, artifact: Broadcast, method: str, batches: Iter
         yield score_batch(bundle.scorer, sig, columns)
 
 
-def _pandas(
-    signature_json: str, artifact: Broadcast, method: str, return_type: DataType, name: str
-):
+def _pandas(signature_json: str, artifact: Any, method: str, return_type: DataType, name: str):
     def score(batches: Iterator[Tuple[pd.Series, ...]]) -> Iterator[pd.Series]:  # noqa: UP006
         columns = ((b,) if isinstance(b, pd.Series) else b for b in batches)
         for result in _scores(signature_json, artifact, method, columns):
@@ -81,7 +79,7 @@ def _pandas(
     return pandas_udf(score, returnType=return_type)
 
 
-def _arrow(signature_json: str, artifact: Broadcast, method: str, return_type: DataType, name: str):
+def _arrow(signature_json: str, artifact: Any, method: str, return_type: DataType, name: str):
     arrow_type = to_arrow_type(return_type)
 
     def score(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:  # noqa: UP006
