@@ -45,6 +45,7 @@ class RowScorer:
         # The plan's row program: one row of typed values, no arrays, no pandas.
         self._row = scorer.row_scorer() if getattr(scorer, "is_plan", False) else None
         self._optional = [f.accepts_missing for f in signature.features]
+        self._typed = [f.type != "string" for f in signature.features]
 
     @property
     def lean(self) -> bool:
@@ -63,7 +64,13 @@ class RowScorer:
         if self._row is not None and len(values) == len(self._optional):
             for value, optional in zip(values, self._optional, strict=True):
                 if not optional and (value is None or (type(value) is float and value != value)):
-                    return None  # the NULL policy: a NULL the model can't take gives NULL
+                    # The NULL policy: a NULL the model can't take gives NULL, once the row's
+                    # other values are known to be valid: text in a typed column ('0.0' for a
+                    # bigint) is refused by the core as in a batch, NULL or not.
+                    text = zip(values, self._typed, strict=True)
+                    if any(type(v) is str for v, typed in text if typed):
+                        return self._core(values, method)
+                    return None
             try:
                 return self._finish(self._row.score(values, method), method)
             except Exception:

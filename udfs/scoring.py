@@ -26,7 +26,10 @@ from udfs.coercion import Column, coerce
 from udfs.errors import InputError, ScoringError, UdfsError
 from udfs.signature import Signature
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+# The smallest magnitude that float32 rounds to infinity: halfway between float32's largest
+# value and 2**128. A model that casts its input to float32 refuses |x| at or above it; below
+# it (up to about 3.4028235678e38) x rounds down to float32's largest value and is accepted.
+FLOAT32_OVERFLOW = (2 - 2**-24) * 2**127
 # pandas dtypes that carry NULL for each portable result type.
 RESULT_DTYPES: dict[str, Any] = {
     "double": "Float64",
@@ -107,17 +110,29 @@ def prepare(signature: Signature, columns: Sequence[Column]) -> Batch:
         if not feature.accepts_missing:
             valid &= ~null
     keep = None if valid.all() else valid
-    arrays = [values if keep is None else values[keep] for values, _ in coerced]
+    arrays = [
+        _kept(values if keep is None else values[keep], feature)
+        for feature, (values, _) in zip(signature.features, coerced, strict=True)
+    ]
     names = tuple(signature.feature_names)
     return Batch(arrays, valid, size, names, signature.input_kind)
 
 
+def _kept(values: np.ndarray, feature: Any) -> np.ndarray:
+    """A boolean column that held NULLs is an object array; once the rows with NULL are left
+    out, it is a bool one again, as without NULLs (XGBoost and LightGBM refuse object)."""
+    if feature.type == "boolean" and values.dtype == object and not pd.isna(values).any():
+        return values.astype(bool)
+    return values
+
+
 def _diagnose(
-    signature: Signature, X: pd.DataFrame | np.ndarray, exc: Exception
+    model: Any, signature: Signature, method: str, batch: Batch, exc: Exception
 ) -> tuple[str, dict]:
     """Name the column and value behind a model failure, where they can be found."""
-    frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=signature.feature_names)
     if "unknown categor" in str(exc).lower():
+        X = batch.X
+        frame = X if isinstance(X, pd.DataFrame) else pd.DataFrame(X, columns=batch.names)
         for feature in signature.features:
             if feature.categories is None:
                 continue
@@ -131,21 +146,65 @@ def _diagnose(
                     {"column": feature.name, "value": repr(value)},
                 )
     # Whatever the model said (a ValueError on infinity, a numpy overflow warning raised as an
-    # error, ...), an infinite or float32-overflowing input is the likely cause: name it.
-    for feature in signature.features:
-        if feature.type != "double":
-            continue
-        numbers = frame[feature.name].to_numpy(dtype=np.float64)
-        with np.errstate(invalid="ignore"):
-            huge = np.isinf(numbers) | (np.abs(numbers) > _FLOAT32_MAX)
-        if huge.any():
-            value = float(numbers[huge][0])
+    # error, ...), an infinite or float32-overflowing input is the likely cause. Several may
+    # sit in one row, and not every one of them is refused by every model (a float64 model
+    # takes 3.5e38): name a column only if the model refuses its value alone.
+    for column, row in _extreme_values(signature, batch):
+        if _refused_alone(model, method, batch, column, row):
+            feature = signature.features[column]
+            value = float(batch.arrays[column][row])
             return (
                 f"column '{feature.name}' has the value {value!r}, which the model rejects "
                 "(infinite, or too large for a float32 input)",
                 {"column": feature.name, "value": repr(value)},
             )
     return "", {}
+
+
+def _extreme_values(signature: Signature, batch: Batch) -> list[tuple[int, int]]:
+    """(column, row) of the first infinite value and of the largest finite float32-overflowing
+    value of each double column, in signature order (a pipeline may scale a value into
+    float32's range, but the largest is the last to get there)."""
+    found = []
+    for i, feature in enumerate(signature.features):
+        if feature.type != "double":
+            continue
+        numbers = batch.arrays[i]
+        infinite = np.isinf(numbers)
+        if infinite.any():
+            found.append((i, int(np.argmax(infinite))))
+        with np.errstate(invalid="ignore"):
+            magnitude = np.where(infinite, 0.0, np.abs(numbers))
+        if np.nanmax(magnitude, initial=0.0) >= FLOAT32_OVERFLOW:
+            found.append((i, int(np.nanargmax(magnitude))))
+    return found
+
+
+def _refused_alone(model: Any, method: str, batch: Batch, column: int, row: int) -> bool:
+    """Whether the model refuses ``row`` with ``column``'s value, and takes it with 0.0 there.
+
+    In both probes the row's other infinite or float32-overflowing values are 0.0: the value
+    is blamed only if it is the cause on its own.
+    """
+
+    def refuses(value: float) -> bool:
+        arrays = [a[row : row + 1].copy() for a in batch.arrays]
+        for i, one in enumerate(arrays):
+            if i == column:
+                one[0] = value
+            elif one.dtype.kind == "f" and abs(one[0]) >= FLOAT32_OVERFLOW:
+                one[0] = 0.0
+        probe = Batch(arrays, np.ones(1, dtype=bool), 1, batch.names, batch.input_kind)
+        plan = getattr(model, "is_plan", False)
+        try:
+            getattr(model, "predict" if method == "predict_both" else method)(
+                probe.arrays if plan else probe.X
+            )
+        except Exception:
+            return True
+        return False
+
+    return refuses(float(batch.arrays[column][row])) and not refuses(0.0)
 
 
 def _call(model: Any, signature: Signature, method: str, batch: Batch) -> Any:
@@ -160,15 +219,14 @@ def _call(model: Any, signature: Signature, method: str, batch: Batch) -> Any:
         if not plan:
             raise
         # The plan refuses what scikit-learn refuses; say it as the core says sklearn's refusals.
-        where, details = _diagnose(signature, batch.X, exc)
+        where, details = _diagnose(model, signature, method, batch, exc)
         raise ScoringError(
             f"model '{signature.name}' failed in {method}: {where or exc.message}",
             model=signature.name,
             **(details or exc.details),
         ) from exc
     except Exception as exc:
-        X = batch.X
-        where, details = _diagnose(signature, X, exc)
+        where, details = _diagnose(model, signature, method, batch, exc)
         prefix = f"{where}. " if where else ""
         raise ScoringError(
             f"model '{signature.name}' failed in {method}: {prefix}{type(exc).__name__}: {exc}",

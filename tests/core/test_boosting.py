@@ -211,9 +211,8 @@ def test_a_null_the_booster_refuses_gives_null(tmp_path):
     """A bare booster fitted on a boolean column refuses an object column (a NULL boolean):
     that feature does not accept missing values, and its NULL predicts NULL, never a number.
 
-    (In a batch that also holds other rows the column stays object after the NULL rows are
-    set aside, and the library, hence the plan, refuses the whole batch: an error, not a
-    made-up number.)"""
+    In a batch that also holds other rows, those reach the booster as a bool column once the
+    NULL rows are set aside, and score exactly."""
     train_rows = training_frame()
     features = ["age", "tenure", "active"]
     for name, model in {
@@ -233,8 +232,10 @@ def test_a_null_the_booster_refuses_gives_null(tmp_path):
             bundle.predict_proba(row).to_numpy(dtype=np.float64),
             model.predict_proba(row)[:, 1],
         )
-        with pytest.raises(udfs.errors.ScoringError, match="column 'active' has dtype object"):
-            bundle.predict(pd.concat([null, row], ignore_index=True))
+        # Both in one batch: the NULL row is set aside, the others reach the booster as bool.
+        both = bundle.predict_proba(pd.concat([null, row], ignore_index=True))
+        assert both.isna().tolist() == [True, False]
+        same_bits(both.to_numpy(dtype=np.float64)[1:], model.predict_proba(row)[:, 1])
 
 
 def _rewrite_library(ref, library: str, version: str | None) -> None:

@@ -1,40 +1,22 @@
 """Generated hostile input through the shared scoring core, against an independent oracle."""
 
-import math
-import os
-
+import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
 
 import udfs
+from tests.reliability.cases import CASES, same
 from tests.reliability.oracle import expect
-from tests.reliability.strategies import batches
+from tests.reliability.strategies import DEEP, DEEP_ROWS, batches, depth
 from udfs import scoring
 from udfs.errors import UdfsError
 
 pytestmark = pytest.mark.reliability
 
-CASES = [
-    (name, method)
-    for name in ("spend", "churn", "segment", "plain")
-    for method in ("predict", "predict_proba")
-    if not (name in ("spend", "plain") and method == "predict_proba")
-]
 COUNTS: dict[str, int] = {}
-# CI runs 150 generated batches per model and method; raise it for a deeper local search.
-EXAMPLES = int(os.environ.get("UDFS_HYPOTHESIS_EXAMPLES", "150"))
-
-
-def same(got, want) -> bool:
-    if want is None or got is None:
-        return got is None and want is None
-    if isinstance(want, list):
-        return len(got) == len(want) and all(
-            math.isclose(g, w, abs_tol=1e-12) for g, w in zip(got, want, strict=True)
-        )
-    if isinstance(want, float):
-        return math.isclose(got, want, rel_tol=1e-12, abs_tol=1e-12)
-    return got == want
+# Generated batches per model and method: 150 in CI; the deep mode runs at least DEEP_ROWS rows
+# in all (about 4.5 rows a batch).
+EXAMPLES = depth(150, 500)
 
 
 def check(bundle, columns, method):
@@ -53,7 +35,7 @@ def check(bundle, columns, method):
     assert outcome.values is not None, (
         f"udfs predicted {list(result)}; the oracle expects an error on {outcome.bad_columns}"
     )
-    got = [None if v is None or v is __import__("pandas").NA else v for v in result.tolist()]
+    got = [None if v is None or v is pd.NA else v for v in result.tolist()]
     assert all(same(g, w) for g, w in zip(got, outcome.values, strict=True)), (got, outcome.values)
     return "value"
 
@@ -61,13 +43,17 @@ def check(bundle, columns, method):
 @pytest.mark.parametrize(("name", "method"), CASES)
 def test_core_matches_oracle_on_generated_batches(model_store, name, method):
     bundle = udfs.load_model(name, store=model_store)
-    seen = {"value": 0, "error": 0}
+    seen = {"value": 0, "error": 0, "rows": 0}
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
     @given(batches(bundle.signature))
     def run(columns):
         seen[check(bundle, columns, method)] += 1
+        seen["rows"] += len(columns[0])
 
     run()
-    COUNTS[f"{name}.{method}"] = sum(seen.values())
+    COUNTS[f"{name}.{method}"] = seen["rows"]
+    print(f"core generated {name}.{method}: {seen}")
     assert seen["value"] > 0 and seen["error"] > 0, seen
+    if DEEP:  # every case its share of the engine's rows
+        assert seen["rows"] >= DEEP_ROWS / len(CASES), seen

@@ -8,8 +8,9 @@ from hypothesis import strategies as st
 from pyspark.sql.types import BooleanType, DoubleType, LongType, StringType, StructField, StructType
 
 import udfs
+from tests.reliability.cases import CASES, same
 from tests.reliability.oracle import expect
-from tests.reliability.test_generated_core import CASES, same
+from tests.reliability.strategies import BY_TYPE, DEEP, DEEP_ROWS, depth
 from udfs.demo.data import PLANS
 from udfs.spark.script import translate
 
@@ -31,18 +32,30 @@ NATIVE = {
         st.sampled_from([*PLANS, "platinum", ""]), st.text(max_size=200), st.none()
     ),
 }
-EXAMPLES = 8
+# Hostile text for a STRING column feeding any feature: '１２', ' 1e400', 'Of', ...
+TEXT = {
+    kind: strategy.map(lambda v: None if v is None else str(v))
+    for kind, strategy in BY_TYPE.items()
+}
+# Generated batches per model and method, and their size: 8 of 1 to 20 rows in CI; in the deep
+# mode larger batches, at least DEEP_ROWS rows in all.
+EXAMPLES = depth(8, 45)
+MIN_ROWS, MAX_ROWS = depth(1, 30), depth(20, 80)
 RAN: dict[str, int] = {}
 
 
 def _case(signature):
-    """Rows of native values, and for each column whether SQL casts it to STRING first."""
+    """Rows of (native value, text) per feature, and for each feature what the function gets:
+    the native column, its CAST(... AS STRING), or the text column."""
     types = [f.type for f in signature.features]
-    rows = st.lists(st.tuples(*[NATIVE[t] for t in types]), min_size=1, max_size=20)
-    casts = st.lists(
-        st.sampled_from([False, False, True]), min_size=len(types), max_size=len(types)
+    cells = [st.tuples(NATIVE[t], TEXT[t]) for t in types]
+    rows = st.lists(st.tuples(*cells), min_size=MIN_ROWS, max_size=MAX_ROWS)
+    reads = st.lists(
+        st.sampled_from(["native", "native", "cast", "text"]),
+        min_size=len(types),
+        max_size=len(types),
     )
-    return st.tuples(rows, casts)
+    return st.tuples(rows, reads)
 
 
 @pytest.mark.parametrize(("name", "method"), CASES)
@@ -52,19 +65,26 @@ def test_spark_matches_oracle_on_generated_rows(spark, model_store, name, method
     schema = StructType(
         [StructField("id", LongType())]
         + [StructField(f.name, SPARK_TYPES[f.type]) for f in sig.features]
+        + [StructField(f"t_{f.name}", StringType()) for f in sig.features]
     )
     function = name if method == "predict" else f"{name}_proba"
-    outcomes = {"value": 0, "error": 0}
+    outcomes = {"value": 0, "error": 0, "rows": 0}
 
     @settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     @given(_case(sig))
     def run(case):
-        rows, casts = case
-        frame = spark.createDataFrame([(i, *r) for i, r in enumerate(rows)], schema)
+        rows, reads = case
+        flat = [(i, *[c[0] for c in r], *[c[1] for c in r]) for i, r in enumerate(rows)]
+        frame = spark.createDataFrame(flat, schema)
         frame.createOrReplaceTempView("generated")
+        outcomes["rows"] += len(rows)
         args = ", ".join(
-            f"CAST(`{f.name}` AS STRING)" if cast else f"`{f.name}`"
-            for f, cast in zip(sig.features, casts, strict=True)
+            {
+                "native": f"`{f.name}`",
+                "cast": f"CAST(`{f.name}` AS STRING)",
+                "text": f"`t_{f.name}`",
+            }[read]
+            for f, read in zip(sig.features, reads, strict=True)
         )
         # What the function receives, after Spark's own casts, is what the oracle sees.
         received = spark.sql(f"SELECT {args} FROM generated ORDER BY id").collect()
@@ -96,5 +116,8 @@ def test_spark_matches_oracle_on_generated_rows(spark, model_store, name, method
         outcomes["value"] += 1
 
     run()
-    RAN[f"{name}.{method}"] = sum(outcomes.values())
-    assert sum(outcomes.values()) == EXAMPLES
+    RAN[f"{name}.{method}"] = outcomes["rows"]
+    print(f"spark generated {name}.{method}: {outcomes}")
+    assert outcomes["value"] + outcomes["error"] == EXAMPLES
+    if DEEP:
+        assert outcomes["rows"] >= DEEP_ROWS / len(CASES), outcomes

@@ -8,6 +8,8 @@ text, which udfs itself must coerce. Either way the result equals the oracle on 
 function received, or the error names the model and a column the oracle found bad.
 """
 
+import io
+
 import psycopg2
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,16 +19,19 @@ from psycopg2.extras import execute_values
 
 import udfs
 from tests.fixtures.postgres import Db
+from tests.reliability.cases import CASES, same
 from tests.reliability.oracle import expect
 from tests.reliability.pg_support import alive, names
-from tests.reliability.strategies import BY_TYPE
-from tests.reliability.test_generated_core import CASES, same
+from tests.reliability.strategies import BY_TYPE, DEEP, DEEP_ROWS, TEXT_KEYS, depth
 from udfs.demo.data import PLANS
 from udfs.postgres.server.ddl import PG_TYPES
 
 pytestmark = [pytest.mark.reliability, pytest.mark.postgres]
 
-EXAMPLES = 40  # generated batches per model and method (each scored both ways)
+# Generated batches per model and method, each scored both ways (about 13 rows): 40 in CI; in
+# the deep mode, with the trigger test, at least DEEP_ROWS rows in all.
+EXAMPLES = depth(40, 220)
+TRIGGER_EXAMPLES = depth(25, 200)
 RAN: dict[str, dict[str, int]] = {}
 
 
@@ -160,6 +165,84 @@ def test_postgres_matches_oracle_on_generated_rows(db: Db, model_store, name, me
     RAN[f"{name}.{method}"] = seen
     print(f"postgres generated {name}.{method}: {seen}")
     assert seen["value"] + seen["error"] + seen["refused by a Postgres cast"] == 2 * EXAMPLES
+    assert seen["value"] > 0 and seen["error"] > 0, seen
+    if DEEP:
+        assert seen["rows"] >= DEEP_ROWS / len(CASES), seen
+
+
+def _keyed_batch(signature):
+    """Rows of (awkward text key, text per feature), keys distinct; and whether to COPY them."""
+    cells = st.tuples(*[TEXT[f.type] for f in signature.features])
+    rows = st.lists(st.tuples(TEXT_KEYS, cells), min_size=1, max_size=12, unique_by=lambda r: r[0])
+    return st.tuples(rows, st.booleans())
+
+
+def _csv(rows) -> io.StringIO:
+    """COPY's CSV: every value quoted (so '' is empty text), NULL unquoted and empty."""
+    quote = lambda v: "" if v is None else '"' + v.replace('"', '""') + '"'  # noqa: E731
+    lines = [",".join(quote(v) for v in (key, *cells)) for key, cells in rows]
+    return io.StringIO("".join(line + "\n" for line in lines))
+
+
+@pytest.mark.parametrize("name", ["churn", "plain"])
+def test_statement_trigger_matches_oracle_with_text_keys(db: Db, model_store, name):
+    """INSERT or COPY into a table with an awkward text primary key and text features, under a
+    statement trigger with on_error 'null': each row's score is the oracle's on that row, or
+    NULL with an error in ml.scoring_errors, under the row's own key, naming a bad column."""
+    bundle = udfs.load_model(name, store=model_store)
+    sig = bundle.signature
+    table = f"keyed_{name}"
+    features = [sql.Identifier(f.name) for f in sig.features]
+    db.run(sql.SQL("DROP TABLE IF EXISTS {} CASCADE").format(sql.Identifier(table)))
+    db.run(
+        sql.SQL("CREATE TABLE {} (key text PRIMARY KEY, {}, score {})").format(
+            sql.Identifier(table),
+            sql.SQL(", ").join(sql.SQL("{} text").format(f) for f in features),
+            sql.SQL(PG_TYPES[sig.label_type]),
+        )
+    )
+    db.run("SELECT ml.attach_scoring_trigger(%s, %s, 'score', 'statement', 'null')", table, name)
+    seen = {"value": 0, "null": 0, "error": 0, "rows": 0}
+
+    @settings(max_examples=TRIGGER_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(_keyed_batch(sig))
+    def run(case):
+        rows, copy = case
+        db.run(sql.SQL("TRUNCATE {}").format(sql.Identifier(table)))
+        db.run("DELETE FROM ml.scoring_errors WHERE table_name = %s", f"public.{table}")
+        with db.conn.cursor() as cur:
+            if copy:
+                statement = sql.SQL("COPY {} (key, {}) FROM STDIN WITH (FORMAT csv)")
+                statement = statement.format(sql.Identifier(table), sql.SQL(", ").join(features))
+                cur.copy_expert(statement.as_string(cur), _csv(rows))
+            else:
+                statement = sql.SQL("INSERT INTO {} (key, {}) VALUES %s")
+                statement = statement.format(sql.Identifier(table), sql.SQL(", ").join(features))
+                execute_values(cur, statement.as_string(cur), [(k, *c) for k, c in rows])
+        scores = dict(db.rows(sql.SQL("SELECT key, score FROM {}").format(sql.Identifier(table))))
+        failed = {
+            key["key"]: error
+            for key, error in db.rows(
+                "SELECT key, error FROM ml.scoring_errors WHERE table_name = %s", f"public.{table}"
+            )
+        }
+        assert set(scores) == {k for k, _ in rows}  # every key intact, each row kept
+        assert set(failed) <= set(scores), (failed, scores)
+        for key, cells in rows:
+            want = expect(bundle.model, sig, [[v] for v in cells], "predict")
+            seen["rows"] += 1
+            if want.values is None:
+                assert scores[key] is None and key in failed, (key, cells, scores[key])
+                assert names(failed[key], name, want.bad_columns), (failed[key], want)
+                seen["error"] += 1
+            else:
+                assert key not in failed, (key, cells, failed.get(key))
+                assert same(scores[key], want.values[0]), (key, cells, scores[key], want)
+                seen["value" if want.values[0] is not None else "null"] += 1
+
+    run()
+    RAN[f"trigger.{name}"] = seen
+    print(f"postgres statement trigger {name}: {seen}")
     assert seen["value"] > 0 and seen["error"] > 0, seen
 
 
