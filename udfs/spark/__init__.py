@@ -4,9 +4,11 @@
 >>> spark = udfs_spark.session()  # doctest: +SKIP
 >>> udfs_spark.register(spark, "churn")  # doctest: +SKIP
 ['churn', 'churn_proba']
+>>> udfs_spark.evaluate(spark, "churn", "labelled", "churned")  # doctest: +SKIP
 """
 
+from udfs.spark.evaluate import evaluate, register_evaluate
 from udfs.spark.register import register, register_all
 from udfs.spark.session import session
 
-__all__ = ["register", "register_all", "session"]
+__all__ = ["evaluate", "register", "register_all", "register_evaluate", "session"]

@@ -6,10 +6,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from udfs.naming import parse_ref
-from udfs.spark.register import register, register_all
+from udfs.spark.evaluate import register_evaluate
+from udfs.spark.register import register
 from udfs.spark.script import StatementResult, run_script
 from udfs.spark.session import describe, session
-from udfs.store import StorePath
+from udfs.store import StorePath, model_names
 
 
 def run_sql_file(
@@ -32,9 +33,14 @@ def run_sql_file(
     spark = session(
         f"udfs {Path(sql_file).name}", master, gpu, rapids_jar=rapids_jar, conf=conf, remote=remote
     )
-    if models:
-        functions = [fn for ref in models for fn in register(spark, *parse_ref(ref), store=store)]
-    else:
-        functions = register_all(spark, store=store)
+    refs = [parse_ref(ref) for ref in models] or [(name, None) for name in model_names(store)]
+    functions = [fn for name, version in refs for fn in register(spark, name, version, store)]
+    # <name>_evaluate only where the script calls it: it carries the model's bytes once more.
+    lowered = text.lower()
+    functions += [
+        register_evaluate(spark, name, version, store)
+        for name, version in refs
+        if f"{name}_evaluate".lower() in lowered
+    ]
     echo(f"registered: {', '.join(functions) or 'no models'} ({describe(spark, remote)})")
     return run_script(spark, text, functions, echo=echo)

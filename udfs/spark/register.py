@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from pyspark.sql import SparkSession
 
-from udfs.bundle import load_bytes
-from udfs.spark.shipping import ship
+from udfs.spark.shipping import checked_blobs, ship
 from udfs.spark.udf import make_udf
-from udfs.store import StorePath, ensure_plan, model_names, resolve
+from udfs.store import StorePath, model_names
 
 
 def register(
@@ -19,25 +18,15 @@ def register(
     scikit-learn); one without ships its pickled artifact. Either is checked on the driver first
     (sha256; for a pickle also library versions and unpickling), so a bad model fails here and
     not in the middle of a job. The bytes travel as a broadcast, or on a Spark Connect session
-    inside the UDF (see ``shipping``). On a session whose tasks get GPUs nothing more travels: the GPU
-    backend reads the plan's trees, so GPU executors never unpickle anything either.
+    inside the UDF (see ``shipping``). On a session whose tasks get GPUs nothing more travels:
+    the GPU backend reads the plan's trees, so GPU executors never unpickle anything either.
 
     >>> register(spark, "churn")  # doctest: +SKIP
     ['churn', 'churn_proba']
     """
-    ref = resolve(name, version, store)
-    signature = ensure_plan(ref)
-    plan = ref.plan()
-    artifact = None
-    if plan is None:
-        artifact = ref.artifact_path.read_bytes()
-        load_bytes(artifact, signature)
-    else:
-        from udfs.plan.execute import PlanRunner
-
-        PlanRunner(plan, signature)  # links: a plan this udfs cannot run fails here
+    signature, blobs = checked_blobs(name, version, store)
     # The bytes, not a driver-local path: executors on other machines get them too.
-    shipped = ship(spark, {"plan": None if plan is None else plan.to_bytes(), "artifact": artifact})
+    shipped = ship(spark, blobs)
     spark.udf.register(name, make_udf(signature, shipped, "predict"))
     registered = [name]
     if signature.has_proba:

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from udfs.signature import Signature
+from udfs.store import StorePath, ensure_plan, resolve
+
 
 class Inline:
     """The bytes themselves, with a broadcast's ``.value`` so the UDF reads both the same way."""
@@ -36,3 +39,22 @@ def ship(spark: Any, blobs: dict) -> Any:
     if is_connect(spark):
         return Inline(blobs)
     return spark.sparkContext.broadcast(blobs)
+
+
+def checked_blobs(name: str, version: int | None, store: StorePath) -> tuple[Signature, dict]:
+    """The model's signature and the bytes its functions carry: the verified plan, or for a
+    model without one its pickled artifact, checked here on the driver (sha256, library
+    versions, unpickling), so that a bad model fails at registration and not in a job."""
+    ref = resolve(name, version, store)
+    signature = ensure_plan(ref)
+    plan = ref.plan()  # sha256-checked
+    if plan is None:
+        from udfs.bundle import load_bytes
+
+        artifact = ref.artifact_path.read_bytes()
+        load_bytes(artifact, signature)
+        return signature, {"plan": None, "artifact": artifact}
+    from udfs.plan.execute import PlanRunner
+
+    PlanRunner(plan, signature)  # links: a plan this udfs cannot run fails here
+    return signature, {"plan": plan.to_bytes(), "artifact": None}

@@ -28,7 +28,7 @@ BATCH_CHUNK_ROWS = 100_000  # rows per chunk of ml.<name>_batch; SET udfs.batch_
 OUTPUTS = ("prediction", "probability")
 
 
-def _batch_chunk_rows(plpy: Any) -> int:
+def batch_chunk_rows(plpy: Any) -> int:
     setting = plpy.execute("SELECT current_setting('udfs.batch_chunk_rows', true) AS v")[0]["v"]
     try:
         return max(1, int(setting)) if setting else BATCH_CHUNK_ROWS
@@ -59,7 +59,7 @@ def score_arrays(
     if block_from is not None:
         ranges = [(block_from, block_to)]
     else:
-        ranges = block_ranges(plpy, relation, _batch_chunk_rows(plpy))
+        ranges = block_ranges(plpy, relation, batch_chunk_rows(plpy))
     out: list[tuple] = []
     base = 0
     for lo, hi in ranges:

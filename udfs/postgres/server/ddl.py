@@ -42,6 +42,7 @@ RESERVED_NAMES = frozenset(
         "detach_scoring_trigger",
         "runtime_info",
         "purge_scoring_errors",
+        "evaluate",
     }
 )
 
@@ -187,6 +188,15 @@ ENTRY_POINTS: list[tuple[str, list[Argument], str, str, str, str]] = [
         "text",
         "VOLATILE",
         _call("attach", _ATTACH),
+        "ml_user",
+    ),
+    # Beyond predict (DESIGN 5b): STABLE, so they read the caller's snapshot.
+    (
+        "evaluate",
+        _args("model text", "source regclass", "label_column text"),
+        "TABLE (metric text, value double precision)",
+        "STABLE SET jit = off",
+        _call("evaluate", _args("model text", "source regclass", "label_column text")),
         "ml_user",
     ),
     (

@@ -121,6 +121,14 @@ def statement_trigger(plpy: Any, GD: dict, TD: dict, name: str, version: int, sh
     triggers.on_statement(plpy, TD, models.load(plpy, GD, name, version, sha256))
 
 
+def evaluate(plpy: Any, GD: dict, name: str, source: str, label_column: str) -> list:
+    """``ml.evaluate``: (metric, value) rows of the live version on a labelled table."""
+    from udfs.postgres.server import evaluate
+
+    loaded = models.statement_version(plpy, GD, name)
+    return evaluate.evaluate(plpy, loaded, source, label_column)
+
+
 def deploy(plpy: Any, name: str, version: int) -> int:
     """``ml.deploy(name, version)``: make an uploaded version live."""
     from udfs.postgres.server import versions
