@@ -6,11 +6,11 @@ from tests.fixtures.readme import README, blocks
 
 
 @pytest.mark.spark
-def test_readme_python_examples_run(tmp_path, spark, monkeypatch):
+def test_readme_python_examples_run(tmp_path, spark, connect_url, monkeypatch):
     monkeypatch.setenv("UDFS_HOME", str(tmp_path / "home"))
     examples = blocks("python")
     assert examples, "the README has Python examples"
-    namespace = {"STORE": tmp_path / "models"}
+    namespace = {"STORE": tmp_path / "models", "CONNECT_URL": connect_url}
     for code in examples:
         exec(compile(code, str(README), "exec"), namespace)
     assert namespace["ref"].version == 1

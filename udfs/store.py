@@ -20,7 +20,6 @@ from udfs.bundle import (
     sha256_hex,
 )
 from udfs.errors import ModelNotFoundError, suggest
-from udfs.infer_signature import infer_signature
 from udfs.naming import validate_name
 from udfs.plan.format import Plan
 from udfs.signature import Signature
@@ -128,6 +127,8 @@ def save_model(
     >>> ref = udfs.save_model(pipeline, "churn", sample=X_train)  # doctest: +SKIP
     """
     validate_name(name)
+    from udfs.infer_signature import infer_signature  # scikit-learn: only when saving
+
     signature = infer_signature(
         model, sample, name, feature_names=feature_names, accepts_missing=accepts_missing
     )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -71,3 +73,18 @@ def test_a_tampered_plan_is_refused_at_load(model_store, tmp_path) -> None:
         (version / name).write_bytes((other / name).read_bytes())
     with pytest.raises(IntegrityError, match=r"scoring plan sha256 is .* refusing"):
         udfs.load_model("churn", store=store)
+
+
+def test_spark_workers_import_neither_sklearn_nor_joblib():
+    """A Spark Python worker unpickles the UDF (udfs.spark.udf) and loads a plan through the
+    cache: neither may import scikit-learn or joblib (~2 s per new worker)."""
+    script = (
+        "import sys\n"
+        "import udfs.spark, udfs.spark.udf, udfs.spark.cache\n"
+        "print(sorted(m for m in ('sklearn', 'joblib') if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]", done.stdout

@@ -14,6 +14,7 @@ from pyspark.sql.types import DoubleType, LongType, StringType, StructField, Str
 
 from tests.fixtures.models import as_records, expected, scoring_rows
 from tests.fixtures.spark import ARGS, FEATURE_SCHEMA, score_stream
+from udfs import spark as udfs_spark
 from udfs.demo.data import FEATURES, customers
 from udfs.errors import InputError
 from udfs.spark.script import run_script
@@ -60,8 +61,9 @@ def test_predict_with_nulls_equals_sklearn(connect, remote_customers, rows, trai
 
 
 def test_proba_is_bit_identical_to_the_classic_session(
-    connect, remote_customers, spark, rows, trained
+    connect, remote_customers, spark, model_store, rows, trained
 ):
+    udfs_spark.register_all(spark, store=model_store)  # whatever another test registered since
     spark.createDataFrame(as_records(rows), FEATURE_SCHEMA).createOrReplaceTempView("customers")
     query = f"SELECT id, churn_proba({ARGS}), segment_proba({ARGS}) FROM customers"
     remote = _scores(connect, query)

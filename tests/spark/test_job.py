@@ -1,6 +1,7 @@
 """spark-submit on a local cluster: the job, the per-worker model cache, tables that persist."""
 
 import collections
+import importlib
 import os
 import subprocess
 import sys
@@ -98,3 +99,43 @@ def test_each_model_is_loaded_at_most_once_per_python_worker(job):
     assert entries, "the executors loaded no model"
     assert max(per_worker.values()) == 1, per_worker
     assert len({sha for _, sha in entries}) == 2  # churn and segment, over 8 tasks
+
+
+class _Launched:
+    """What spark-submit's SparkConf holds: only what the launcher set."""
+
+    def __init__(self, settings: dict[str, str]) -> None:
+        self.settings = settings
+
+    def contains(self, key: str) -> bool:
+        return key in self.settings
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        return self.settings.get(key, default)
+
+
+@pytest.mark.parametrize(
+    ("master", "local_defaults"),
+    [
+        ("spark://m:7077", False),
+        ("yarn", False),
+        ("k8s://https://k:6443", False),
+        ("local[4]", True),
+    ],
+)
+def test_submitted_cluster_jobs_get_no_local_defaults(
+    monkeypatch, tmp_path, master, local_defaults
+):
+    """Under spark-submit on a cluster, no warehouse or metastore on the driver's disk, no UI off,
+    no 4 shuffle partitions: the cluster's defaults rule. udfs' own settings still apply."""
+    session_module = importlib.import_module("udfs.spark.session")  # not the session function
+
+    launched = {"spark.master": master, "spark.sql.shuffle.partitions": "200"}
+    monkeypatch.setattr(session_module, "submitted", lambda: True)
+    monkeypatch.setattr(session_module, "SparkConf", lambda: _Launched(launched))
+    conf = session_module.session_conf(None, "off", state_dir=tmp_path)
+    assert ("spark.sql.warehouse.dir" in conf) is local_defaults
+    assert ("spark.ui.enabled" in conf) is local_defaults
+    assert "spark.sql.shuffle.partitions" not in conf  # the launcher's 200 stays
+    assert conf["spark.python.worker.reuse"] == "true"
+    assert conf["spark.executorEnv.OMP_NUM_THREADS"] == "1"

@@ -76,8 +76,13 @@ def session_conf(
     local = embedded_conf(master, state)
     launched = SparkConf() if submitted() else None
     if launched is not None:
-        # The cluster's properties win; the local defaults fill in only what they leave unset.
+        # The cluster's properties win. The local defaults fill in only what they leave unset,
+        # and only for a local master: on a cluster, a warehouse or metastore on the driver's
+        # disk, 4 shuffle partitions or no UI would be wrong (the cluster's defaults rule).
+        submitted_master = master or launched.get("spark.master", "")
         keep = {k: v for k, v in local.items() if not launched.contains(k)}
+        if not submitted_master.startswith("local"):
+            keep = {}
         if master:
             keep["spark.master"] = master
         local = keep
@@ -125,6 +130,8 @@ def session(
     >>> spark = session()  # doctest: +SKIP
     """
     remote = remote or os.environ.get(REMOTE_ENV)
+    if remote and remote.startswith("sc://"):
+        return _connect_client(app_name, remote, arrow_batch_size, conf)
     if submitted() and not remote:
         SparkContext._ensure_initialized()  # attach to spark-submit's JVM to read its conf
     else:
@@ -142,7 +149,7 @@ def session(
     if not submitted():
         Path(settings["spark.sql.warehouse.dir"]).mkdir(parents=True, exist_ok=True)
     builder = SparkSession.builder.appName(app_name)
-    if remote:
+    if remote:  # local[N]: pyspark starts a Connect server in this process, with these settings
         builder = builder.remote(remote)
         settings.pop("spark.master", None)  # the remote URL names it
     for key, value in settings.items():
@@ -151,6 +158,22 @@ def session(
     if not is_connect(spark):  # a Connect client has no SparkContext; log4j2 quiets its server
         spark.sparkContext.setLogLevel("ERROR")
     return spark
+
+
+def _connect_client(
+    app_name: str, url: str, arrow_batch_size: int, conf: dict[str, str] | None
+) -> SparkSession:
+    """A client of a running Spark Connect server, with udfs' runtime SQL settings.
+
+    Only ``spark.sql.*`` settings are sent: the server's cluster settings (workers' Python,
+    thread limits, worker reuse) are its administrator's, and README says which udfs needs.
+    Built with Connect's own builder, so it works beside a classic session in one process.
+    """
+    from pyspark.sql.connect.session import SparkSession as ConnectSession
+
+    settings = {k: v for k, v in base_conf(arrow_batch_size).items() if k.startswith("spark.sql.")}
+    settings.update(conf or {})
+    return ConnectSession.builder.remote(url).appName(app_name).config(map=settings).getOrCreate()
 
 
 def describe(spark: SparkSession, remote: str | None = None) -> str:
