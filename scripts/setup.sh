@@ -37,7 +37,7 @@ stamp="$VENV/.udfs-installed"
 want=$(cat pyproject.toml udfs/plan/_kernels.c | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   "$VENV/bin/python" -m pip install -q --upgrade pip
-  extras="spark,connect,postgres,dev,boost"
+  extras="spark,connect,postgres,dev,boost,explain"
   # The GPU backend's conversion is tested on the CPU with a CPU build of torch. Install it only
   # from a local wheel: from PyPI, plain torch is a multi-GB CUDA build.
   torch_wheel=$(ls ${PIP_FIND_LINKS:-/opt/wheels}/torch-*+cpu-*.whl 2>/dev/null | head -n 1 || true)

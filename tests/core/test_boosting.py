@@ -26,11 +26,9 @@ import udfs
 from tests.fixtures.boosting import (
     CLASSIFIERS,
     SPECS,
-    Boosted,
     library_input,
     save_all,
     scoring_frame,
-    train,
     training_frame,
 )
 from udfs import bundle as udfs_bundle
@@ -39,11 +37,6 @@ from udfs.errors import VersionMismatchError, VersionMismatchWarning
 from udfs.plan.row import row_arrays
 
 NAMES = list(SPECS)
-
-
-@pytest.fixture(scope="module")
-def boosted() -> dict[str, Boosted]:
-    return train()
 
 
 @pytest.fixture(scope="module")

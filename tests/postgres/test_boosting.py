@@ -19,18 +19,12 @@ from tests.fixtures.boosting import (
     library_input,
     save_all,
     scoring_frame,
-    train,
 )
 from tests.fixtures.postgres import Db, create_customers
 from udfs.postgres.client.deploy import deploy
 
 pytestmark = pytest.mark.postgres
 NAMES = list(SPECS)
-
-
-@pytest.fixture(scope="module")
-def boosted():
-    return train()
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,6 @@ from tests.fixtures.boosting import (
     library_input,
     save_all,
     scoring_frame,
-    train,
 )
 from tests.fixtures.models import as_records
 from tests.fixtures.spark import FEATURE_SCHEMA
@@ -24,11 +23,6 @@ from udfs import spark as udfs_spark
 
 pytestmark = pytest.mark.spark
 NAMES = list(SPECS)
-
-
-@pytest.fixture(scope="module")
-def boosted():
-    return train()
 
 
 @pytest.fixture(scope="module")
