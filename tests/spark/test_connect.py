@@ -17,6 +17,7 @@ from tests.fixtures.spark import ARGS, FEATURE_SCHEMA, score_stream
 from udfs import spark as udfs_spark
 from udfs.demo.data import FEATURES, customers
 from udfs.errors import InputError
+from udfs.spark import shipping
 from udfs.spark.script import run_script
 from udfs.spark.shipping import is_connect
 
@@ -40,8 +41,10 @@ def _scores(session, query: str) -> dict:
     return {r["id"]: tuple(r)[1:] for r in session.sql(query).collect()}
 
 
-def test_the_client_is_a_connect_session(connect):
+def test_the_client_is_a_connect_session(connect, model_store):
     assert is_connect(connect)
+    for _ in range(2):  # registering again uploads nothing new: the artifact is named by sha256
+        assert udfs_spark.register(connect, "churn", store=model_store) == ["churn", "churn_proba"]
     assert {"churn", "churn_proba", "spend", "segment", "segment_proba"} <= {
         f.name for f in connect.catalog.listFunctions()
     }
@@ -120,3 +123,19 @@ def test_cli_runs_a_sql_file_on_the_remote_server(connect_url, model_store, tmp_
     assert f"registered: churn, churn_proba (remote {connect_url})" in proc.stdout
     got = pd.read_parquet(out).set_index("id")["churn"]
     assert got.loc[rows["id"]].tolist() == expected(trained["churn"], rows)
+
+
+def test_large_models_travel_as_session_artifacts(
+    connect, remote_customers, rows, trained, model_store, monkeypatch
+):
+    """Above INLINE_LIMIT the bytes are uploaded once with addArtifacts and read on the worker
+    with SparkFiles: same rows, same bits."""
+    monkeypatch.setattr(shipping, "INLINE_LIMIT", 0)
+    _, blobs = shipping.checked_blobs("segment", None, model_store)
+    assert isinstance(shipping.ship(connect, blobs), shipping.SessionFile)
+    assert udfs_spark.register(connect, "segment", store=model_store) == [
+        "segment",
+        "segment_proba",
+    ]
+    got = _scores(connect, f"SELECT id, segment({ARGS}) FROM customers")
+    assert [got[i][0] for i in rows["id"]] == expected(trained["segment"], rows)
