@@ -31,6 +31,16 @@ def test_demo_runs_twice_with_exact_agreement(tmp_path):
                 assert f"spark    {model}" in out and f"postgres {model}" in out
                 assert f"{model:<12} scores through plan\n" in out  # not the pickle
             assert "1,000 rows copied into new_customers, 1,000 scored on insert" in out
+            assert "Why customer 1 (" in out and "= log-odds" in out
+            # The new customers are older, nothing else: ml.drift flags age, and only age.
+            verdicts = dict(
+                line.split()[::3] for line in out.split("ml.drift('churn', 'new_customers'):\n")[1]
+                .split("\n\n")[0].splitlines()
+            )  # fmt: skip
+            assert verdicts == {
+                "age": "drifted", "tenure": "stable", "plan": "stable", "active": "stable",
+                "<prediction>": verdicts["<prediction>"],
+            }  # fmt: skip
             assert 'Connect: psql "postgresql://postgres@127.0.0.1:' in out
         assert "models: churn@1, segment@1, progression@1" in out  # reused, not retrained
         assert (tmp_path / "models" / "churn" / "1" / "model.joblib").is_file()

@@ -1,7 +1,12 @@
-"""The local model store: ``<store>/<name>/<version>/{model.joblib, model.json}``."""
+"""The local model store: ``<store>/<name>/<version>/{model.joblib, model.json, ...}``.
+
+Beside the artifact and its signature, a version holds its scoring plan (if any) and the
+companion files ``companions`` computes at save time (the training profile, ``profile.json``).
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
@@ -51,6 +56,14 @@ class ModelRef:
 
     def signature(self) -> Signature:
         return Signature.from_json((self.path / SIGNATURE).read_text())
+
+    def profile(self) -> dict[str, Any]:
+        """The training profile saved beside the artifact (``udfs.profile``), checked against
+        this version's artifact; a clear error for a version saved before profiles existed."""
+        from udfs.profile import PROFILE, load_profile
+
+        path = self.path / PROFILE
+        return load_profile(path.read_text() if path.is_file() else None, self.signature())
 
     def plan(self) -> Plan | None:
         """The verified scoring plan saved beside the artifact, or None."""
@@ -109,6 +122,21 @@ def list_models(store: StorePath = None) -> list[ModelRef]:
     return [resolve(n, v, store) for n in model_names(store) for v in _versions(root / n)]
 
 
+def companions(model: Any, signature: Signature, sample: Any) -> dict[str, bytes]:
+    """The files computed from the model and its training sample at save time, by file name,
+    written beside ``model.json``. ``signature`` carries the artifact's sha256. Each is read
+    only by whoever asks for it, never by scoring: import its module here, not above.
+    """
+    from udfs.explain import DATA_FILE, save_time_data
+    from udfs.profile import PROFILE, build_profile, profile_json
+
+    files = {PROFILE: profile_json(build_profile(model, signature, sample)).encode()}
+    explain = save_time_data(model, signature, sample)  # None: no exact explainer
+    if explain is not None:
+        files[DATA_FILE] = json.dumps(explain, allow_nan=False).encode()
+    return files
+
+
 def save_model(
     model: Any,
     name: str,
@@ -136,6 +164,7 @@ def save_model(
 
     artifact = dump_model(model)
     plan, plan_entry = compile_verified(model, signature, sample_columns(sample, signature))
+    extra = companions(model, signature.with_identity(sha256=sha256_hex(artifact)), sample)
     model_dir = store_root(store) / name
     model_dir.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_dir))
@@ -143,6 +172,8 @@ def save_model(
         (staging / ARTIFACT).write_bytes(artifact)
         if plan is not None:
             plan.save(staging)
+        for file_name, data in extra.items():
+            (staging / file_name).write_bytes(data)
         for _attempt in range(100):
             version = (_versions(model_dir) or [0])[-1] + 1
             final = signature.with_identity(

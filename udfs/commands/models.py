@@ -1,4 +1,4 @@
-"""`udfs models list|show|register`: inspect and fill the local model store."""
+"""`udfs models list|show|register|drift`: inspect and fill the local model store."""
 
 from __future__ import annotations
 
@@ -88,3 +88,29 @@ def register_cmd(
         frame = frame[list(features)]
     ref = save_model(model, name, sample=frame, store=store)
     click.echo(f"saved {ref} ({ref.path}, sha256 {ref.sha256[:12]})")
+
+
+@models.command("drift")
+@click.argument("ref")
+@click.option("--table", "table", required=True, help="Spark table to compare with training.")
+@click.option("--master", help="Spark master, as for `udfs spark sql`.")
+@click.option("--remote", envvar="SPARK_REMOTE", help="Spark Connect server (or $SPARK_REMOTE).")
+@store_option
+def drift_cmd(ref: str, table: str, master: str | None, remote: str | None, store: Path) -> None:
+    """Compare Spark table TABLE with the training profile of NAME or NAME@VERSION.
+
+    One row per feature and one for the score (<prediction>): PSI, share missing (now and in
+    training), rows with categories never seen in training, and a verdict: stable (PSI < 0.1),
+    moderate (0.1 to 0.25), drifted (PSI >= 0.25).
+    """
+    from udfs import spark as udfs_spark  # pyspark loads only when needed
+
+    name, version = parse_ref(ref)
+    resolve(name, version, store).profile()  # no profile: say so before starting Spark
+    session = udfs_spark.session("udfs-drift", master=master, remote=remote)
+    try:
+        result = udfs_spark.drift(session, name, table, version, store)
+    finally:
+        session.stop()
+    with pd.option_context("display.width", 200, "display.max_columns", None):
+        click.echo(result.to_string(index=False))

@@ -70,8 +70,16 @@ def save_demo_models(store: StorePath = None, seed: int = 42) -> list[ModelRef]:
     ]
 
 
+def _complete(store: StorePath) -> bool:
+    """Whether the latest demo models have a training profile (a store from an older udfs has
+    none: its models are saved again, as new versions)."""
+    from udfs.profile import PROFILE
+
+    return all((resolve(name, store=store).path / PROFILE).is_file() for name in DEMO_MODELS)
+
+
 def ensure_demo_models(store: StorePath = None, retrain: bool = False) -> list[ModelRef]:
     """The latest saved demo models, training them first if any is missing (or ``retrain``)."""
-    if retrain or not set(DEMO_MODELS) <= set(model_names(store)):
+    if retrain or not set(DEMO_MODELS) <= set(model_names(store)) or not _complete(store):
         save_demo_models(store)
     return [resolve(name, store=store) for name in DEMO_MODELS]

@@ -94,3 +94,10 @@ def trigger_demo(conn: Any, rows: pd.DataFrame) -> tuple[int, int]:
         copy_in(cur, "new_customers", rows)
         cur.execute("SELECT count(*), count(churn) FROM new_customers")
         return cur.fetchone()
+
+
+def drift(conn: Any, model: str, table: str) -> list[tuple]:
+    """``ml.drift`` of ``table`` against the model's training profile: (feature, psi, verdict)."""
+    with conn, conn.cursor() as cur:
+        cur.execute("SELECT feature, psi, verdict FROM ml.drift(%s, %s::regclass)", (model, table))
+        return cur.fetchall()

@@ -23,6 +23,7 @@ from udfs.store import StorePath, load_model
 
 T = TypeVar("T")
 DEMO_ROWS = 100_000
+NEWCOMERS_OLDER_BY = 12  # years: the drift the demo's new customers carry
 # model -> the demo table it scores
 TABLES = {"churn": "customers", "segment": "customers", "progression": "patients"}
 
@@ -42,6 +43,8 @@ class DemoReport:
     agreements: list[Agreement] = field(default_factory=list)
     trigger_rows: int = 0
     trigger_scored: int = 0
+    drift: list[tuple] = field(default_factory=list)
+    explained: tuple = ()
     dsn: str = ""
 
     @property
@@ -99,9 +102,20 @@ def run_demo(store: StorePath = None, rows: int = DEMO_ROWS, retrain: bool = Fal
                 model, bundle, frames[table], results["spark"][model], results["postgres"][model]
             )
         )
+    # The new customers are older than the training ones: ml.drift should say so, and only so.
+    newcomers = customers(1_000, seed=99, null_fraction=0.02)[["id", *FEATURES]]
+    newcomers["age"] += NEWCOMERS_OLDER_BY
     report.trigger_rows, report.trigger_scored = step(
         "attaching a statement trigger and inserting 1,000 new customers",
-        lambda: pg_side.trigger_demo(conn, customers(1_000, seed=99)[["id", *FEATURES]]),
+        lambda: pg_side.trigger_demo(conn, newcomers),
+    )
+    report.drift = step(
+        "checking the new customers for drift (ml.drift)",
+        lambda: pg_side.drift(conn, "churn", "new_customers"),
+    )
+    report.explained = step(
+        "explaining one customer's churn score (Spark SQL churn_explain)",
+        lambda: spark_side.explain_one(spark, store, "churn", "customers"),
     )
     conn.close()
     print_report(report)
@@ -124,6 +138,21 @@ def print_report(report: DemoReport) -> None:
         f"\nTrigger: {report.trigger_rows:,} rows copied into new_customers, "
         f"{report.trigger_scored:,} scored on insert by the statement trigger{why}."
     )
+    if report.explained:
+        row_id, values, why = report.explained
+        shown = ", ".join(f"{k}={v!r}" for k, v in values.items())
+        click.echo(f"\nWhy customer {row_id} ({shown}) got its churn score (log-odds):")
+        click.echo(f"  base value     {why['base_value']:+.4f}")
+        for feature in values:  # the model's feature order (a Spark map has none)
+            click.echo(f"  {feature:<14} {why['contributions'][feature]:+.4f}")
+        total = why["base_value"] + sum(why["contributions"].values())
+        click.echo(f"  = log-odds     {total:+.4f}")
+    click.echo(
+        f"\nDrift of new_customers (ages {NEWCOMERS_OLDER_BY} years above training) from churn's "
+        "training profile, SELECT * FROM ml.drift('churn', 'new_customers'):"
+    )
+    for feature, psi, verdict in report.drift:
+        click.echo(f"  {feature:<14} psi {psi if psi is None else round(psi, 3)!s:>7}  {verdict}")
     verdict = "EXACT" if report.exact else "MISMATCH"
     click.echo(f"\nResult: {verdict} agreement across engines.")
     click.echo(f'\nPostgreSQL is still running. Connect: psql "{report.dsn}"   Stop: udfs pg down')

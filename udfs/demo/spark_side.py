@@ -6,6 +6,7 @@ import click
 import pandas as pd
 from pyspark.sql import SparkSession
 
+from udfs.demo.data import FEATURES
 from udfs.signature import Signature
 from udfs.spark import register_all, session
 from udfs.spark.script import run_script
@@ -35,3 +36,15 @@ def score(spark: SparkSession, signature: Signature, table: str, target: str) ->
     )
     run_script(spark, script, echo=lambda line: click.echo(f"    spark: {line.strip()}"))
     return spark.table(target).toPandas()
+
+
+def explain_one(spark: SparkSession, store: StorePath, model: str, table: str) -> tuple:
+    """One row of ``table`` and its ``<model>_explain`` (base value and contributions)."""
+    from udfs.spark.explain import register_explain
+
+    register_explain(spark, model, store=store)
+    args = ", ".join(f"`{f}`" for f in FEATURES)
+    row = spark.sql(
+        f"SELECT id, {args}, {model}_explain({args}) AS why FROM {table} ORDER BY id LIMIT 1"
+    ).first()
+    return row["id"], {f: row[f] for f in FEATURES}, row["why"]

@@ -24,8 +24,9 @@ from udfs.postgres.server.ddl import entry_point_statements
 
 _LOCAL_HOSTS = ("", "localhost", "127.0.0.1", "::1")
 # The version of the ml schema this release installs. 2: the server side split from the client,
-# ml._score_arrays without version arguments, ml._regenerate.
-SCHEMA_VERSION = 2
+# ml._score_arrays without version arguments, ml._regenerate. 3: ml.models.profile (the training
+# profile), ml._live_profile and ml.drift.
+SCHEMA_VERSION = 3
 
 
 def install_sql() -> str:

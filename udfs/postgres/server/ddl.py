@@ -25,7 +25,7 @@ PG_TYPES = {
     "string": "text",
 }
 # Function name suffixes per model: two models must never share a generated name.
-SUFFIXES = ("", "_proba", "_batch", "_trgr", "_trgs")
+SUFFIXES = ("", "_proba", "_batch", "_trgr", "_trgs", "_explain", "_explain_batch")
 # Names PL/Python binds in a function's globals: an argument with one of them would shadow it.
 RESERVED_ARGUMENTS = frozenset({"GD", "SD", "TD", "plpy", "args"})
 # Objects udfs itself defines in schema ml.
@@ -43,6 +43,7 @@ RESERVED_NAMES = frozenset(
         "runtime_info",
         "purge_scoring_errors",
         "evaluate",
+        "drift",
     }
 )
 
@@ -129,6 +130,14 @@ _ATTACH = _args(
     "on_error text = 'raise'",
     "fillfactor integer = 45",
 )
+_EXPLAIN_ARRAYS = _args(
+    "model text",
+    "model_version integer",
+    "sha256 text",
+    "explain_data text",
+    "source regclass",
+    "key_column text",
+)
 _RUNTIME_INFO = (
     'query = "SELECT r.rolsuper FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"\n'
     'return rt.info(paths=plpy.execute(query)[0]["rolsuper"])\n'
@@ -197,6 +206,24 @@ ENTRY_POINTS: list[tuple[str, list[Argument], str, str, str, str]] = [
         "TABLE (metric text, value double precision)",
         "STABLE SET jit = off",
         _call("evaluate", _args("model text", "source regclass", "label_column text")),
+        "ml_user",
+    ),
+    (
+        "drift",
+        _args("model text", "source regclass"),
+        "TABLE (feature text, psi double precision, share_missing double precision, "
+        "training_share_missing double precision, unseen_categories bigint, verdict text)",
+        "STABLE SET jit = off",
+        _call("drift", _args("model text", "source regclass")),
+        "ml_user",
+    ),
+    # ml.<name>_explain_batch unnests its rows (see explain_statements).
+    (
+        "_explain_arrays",
+        _EXPLAIN_ARRAYS,
+        "TABLE (base bigint, keys text, explanations text)",
+        "STABLE SET jit = off",
+        _call("explain_arrays", _EXPLAIN_ARRAYS),
         "ml_user",
     ),
     (
@@ -355,4 +382,51 @@ def _grants(function: str, arguments: list[Argument]) -> list[str]:
     return [
         f"REVOKE ALL ON FUNCTION {procedure} FROM PUBLIC",
         f"GRANT EXECUTE ON FUNCTION {procedure} TO ml_user",
+    ]
+
+
+# ``ml.<name>_explain_batch``'s result, as ``pg_get_function_result`` spells it.
+EXPLAIN_BATCH_RESULT = "TABLE(key text, explanation jsonb)"
+
+
+def explain_statements(signature: Signature, version: int, sha256: str, data_hex: str) -> list[str]:
+    """``ml.<name>_explain(features...)`` and ``ml.<name>_explain_batch(source, key_column)``.
+
+    ``data_hex``: the hex of the explainer's save-time data (``udfs.explain.save_time_data``,
+    as JSON), so that the bodies embed only hex digits besides the validated name.
+    """
+    name = signature.name
+    if any(c not in "0123456789abcdef" for c in data_hex + sha256):
+        raise ValueError("explain data and sha256 must be lowercase hex")
+    constants = f"{literal(name)}, {int(version)}, {literal(sha256)}, {literal(data_hex)}"
+    features = [Argument(ident(f.name), PG_TYPES[f.type]) for f in signature.features]
+    row = plpython_function(
+        ident(name + "_explain"),
+        features,
+        "jsonb",
+        "STABLE PARALLEL UNSAFE",
+        f"return rt.explain_row(plpy, GD, {constants}, args)\n",
+    )
+    arguments = _args("source regclass", "key_column text = NULL")
+    arrays = f"ml._explain_arrays({constants}, source, key_column)"
+    # Without a key column the key is the row's position, as in ml.<name>_batch.
+    body = (
+        "SELECT CASE WHEN c.keys IS NULL THEN (c.base + u.ml_n)::text ELSE u.key END AS key, "
+        "NULLIF(u.explanation, 'null'::jsonb) AS explanation "
+        f"FROM {arrays} c CROSS JOIN LATERAL ROWS FROM (pg_catalog.unnest(c.keys::text[]), "
+        "pg_catalog.jsonb_array_elements(c.explanations::jsonb)) "
+        "WITH ORDINALITY AS u(key, explanation, ml_n)"
+    )
+    batch = sql_function(
+        ident(name + "_explain_batch"),
+        arguments,
+        "TABLE (key text, explanation jsonb)",
+        "STABLE PARALLEL UNSAFE",
+        body,
+    )
+    return [
+        row,
+        *_grants(name + "_explain", features),
+        batch,
+        *_grants(name + "_explain_batch", arguments),
     ]

@@ -129,6 +129,29 @@ def evaluate(plpy: Any, GD: dict, name: str, source: str, label_column: str) -> 
     return evaluate.evaluate(plpy, loaded, source, label_column)
 
 
+def drift(plpy: Any, GD: dict, name: str, source: str) -> list:
+    """``ml.drift``: the live version's drift rows on a table (``udfs.drift``)."""
+    from udfs.postgres.server import drift
+
+    return drift.drift(plpy, GD, models.statement_version(plpy, GD, name), source)
+
+
+def explain_row(
+    plpy: Any, GD: dict, name: str, version: int, sha256: str, data: str, values: list
+) -> str | None:
+    """``ml.<name>_explain(features...)``: one row's explanation as JSON, or NULL."""
+    from udfs.postgres.server import explain
+
+    return explain.explain_row(plpy, GD, name, version, sha256, data, values)
+
+
+def explain_arrays(plpy: Any, GD: dict, name: str, *args: Any) -> list:
+    """``ml._explain_arrays``: what ``ml.<name>_explain_batch`` unnests, one row per chunk."""
+    from udfs.postgres.server import explain
+
+    return explain.explain_arrays(plpy, GD, name, *args)
+
+
 def deploy(plpy: Any, name: str, version: int) -> int:
     """``ml.deploy(name, version)``: make an uploaded version live."""
     from udfs.postgres.server import versions

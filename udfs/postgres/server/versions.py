@@ -84,6 +84,17 @@ def _create_functions(plpy: Any, signature: Signature, version: int, sha256: str
     _drop_changed(plpy, signature)
     for statement in ddl.model_statements(signature, version, sha256):
         plpy.execute(statement)
+    _create_explain_functions(plpy, signature, version, sha256)
+
+
+# The generated functions of ml with the given names: their arguments and result types.
+_FUNCTIONS = (
+    "SELECT p.oid::regprocedure::text AS proc, p.proname, "
+    "pg_catalog.oidvectortypes(p.proargtypes) AS args, "
+    "pg_catalog.pg_get_function_result(p.oid) AS returns "
+    "FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'ml'::regnamespace "
+    "AND p.proname = ANY($1)"
+)
 
 
 def _drop_changed(plpy: Any, signature: Signature) -> None:
@@ -94,14 +105,7 @@ def _drop_changed(plpy: Any, signature: Signature) -> None:
         signature.name + "_proba": (params, ddl.proba_type(signature)),
         signature.name + "_batch": ("regclass, text, bigint, bigint", _batch_returns(signature)),
     }
-    query = (
-        "SELECT p.oid::regprocedure::text AS proc, p.proname, "
-        "pg_catalog.oidvectortypes(p.proargtypes) AS args, "
-        "pg_catalog.pg_get_function_result(p.oid) AS returns "
-        "FROM pg_catalog.pg_proc p WHERE p.pronamespace = 'ml'::regnamespace "
-        "AND p.proname = ANY($1)"
-    )
-    plan = plpy.prepare(query, ["text[]"])
+    plan = plpy.prepare(_FUNCTIONS, ["text[]"])
     for row in plan.execute([list(wanted)]):
         args, returns = wanted[row["proname"]]
         if returns is None or (row["args"], row["returns"]) != (args, returns):
@@ -172,3 +176,63 @@ def roll_back(plpy: Any, name: str) -> int:
     previous = stack[-2]
     make_live(plpy, name, previous, "rollback")
     return previous
+
+
+# --- explanations (DESIGN 5b) -----------------------------------------------------------------
+
+# Postgres' identifier limit: the longest generated name must fit it.
+_MAX_NAME = 63
+
+
+def _create_explain_functions(plpy: Any, signature: Signature, version: int, sha256: str) -> None:
+    """``ml.<name>_explain`` and ``_explain_batch`` for a version saved with explain data.
+
+    A version without it (not explainable, or saved before explanations existed) has none:
+    those of an earlier version are dropped.
+    """
+    from udfs.postgres.server.explain import checked_data
+
+    data = checked_data(_explain_data(plpy, signature.name, version))
+    name = signature.name
+    fits = len((name + "_explain_batch").encode()) <= _MAX_NAME
+    _drop_explain(plpy, signature, keep=data is not None and fits)
+    if data is None:
+        return
+    if not fits:
+        plpy.warning(
+            f"udfs: model '{name}' gets no {name}_explain functions: the name is too long for "
+            f"them (at most {_MAX_NAME - len('_explain_batch')} characters)"
+        )
+        return
+    for statement in ddl.explain_statements(signature, version, sha256, data):
+        plpy.execute(statement)
+
+
+def _explain_data(plpy: Any, name: str, version: int) -> str | None:
+    """The version's explain data (``ml.models.explain``, JSON text), or None."""
+    column = plpy.execute(
+        "SELECT 1 FROM pg_catalog.pg_attribute WHERE attrelid = 'ml.models'::pg_catalog.regclass "
+        "AND attname = 'explain' AND NOT attisdropped"
+    )
+    if not column:  # a schema from before explanations
+        return None
+    query = plpy.prepare(
+        "SELECT explain::text AS data FROM ml.models WHERE name = $1 AND version = $2",
+        ["text", "integer"],
+    )
+    rows = query.execute([name, version])
+    return rows[0].get("data") if rows else None
+
+
+def _drop_explain(plpy: Any, signature: Signature, keep: bool) -> None:
+    """Drop the explain functions of ``signature.name`` unless kept with the same arguments."""
+    params = ", ".join(ddl.PG_TYPES[f.type] for f in signature.features)
+    wanted = {
+        signature.name + "_explain": (params, "jsonb"),
+        signature.name + "_explain_batch": ("regclass, text", ddl.EXPLAIN_BATCH_RESULT),
+    }
+    for row in plpy.prepare(_FUNCTIONS, ["text[]"]).execute([list(wanted)]):
+        if row["proname"] not in wanted:
+            continue
+        if not keep or (row["args"], row["returns"]) != wanted[row["proname"]]:
+            plpy.execute(f"DROP FUNCTION {row['proc']}")
