@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-BENCHMARKS = ["inprocess_scoring.py", "postgres_scoring.py", "spark_scoring.py"]
+BENCHMARKS = ["inprocess_scoring.py", "postgres_scoring.py", "spark_scoring.py", "spark_connect.py"]
 
 
 def main() -> int:
