@@ -32,3 +32,8 @@ def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     assert "churn@1 - age double, tenure bigint, plan string, active boolean" in outputs
     assert "5,000 of 5,000 probabilities identical in Spark, PostgreSQL and sklearn" in outputs
     assert (tmp_path / "home" / "churn_by_plan.png").stat().st_size > 1000
+    assert (tmp_path / "home" / "churn_explained.png").stat().st_size > 1000
+    drift_rows = [line.split() for line in outputs.splitlines() if line.split()[-1:] in (
+        ["stable"], ["moderate"], ["drifted"])]  # fmt: skip
+    assert {row[0]: row[-1] for row in drift_rows}["age"] == "drifted"
+    assert {row[-1] for row in drift_rows if row[0] != "age"} <= {"stable", "moderate"}

@@ -22,6 +22,8 @@ def test_readme_postgres_sql_runs(db: Db, trained):
             "FROM unnest(%s::bigint[], %s::bigint[]) AS l(id, churned) WHERE h.id = l.id",
             [history["id"].tolist(), history["churned"].tolist()],
         )
+    # The explanation example reads the fitted estimator: allowed in this test's own database.
+    db.run("INSERT INTO ml.settings VALUES ('allow_pickles', 'on') ON CONFLICT DO NOTHING")
     examples = [b for b in blocks("sql") if b.startswith("-- PostgreSQL")]
     assert examples
     for sql in examples:
@@ -36,3 +38,5 @@ def test_readme_postgres_sql_runs(db: Db, trained):
         db.rows("SELECT metric, value FROM ml.evaluate('churn', 'churn_history', 'churned')")
     )
     assert metrics["rows"] == metrics["evaluated"] == 300
+    verdicts = dict(db.rows("SELECT feature, verdict FROM ml.drift('churn', 'churn_history')"))
+    assert set(verdicts) == {"age", "tenure", "plan", "active", "<prediction>"}
