@@ -21,7 +21,10 @@ def udfs_pg(*args: str) -> str:
 
 
 def test_install_deploy_score_rollback(pg_db: str, model_store) -> None:
-    assert "installed ml schema 2: PL/Python 3.11" in udfs_pg("install", "--dsn", pg_db)
+    from udfs.postgres.client.install import SCHEMA_VERSION
+
+    installed = udfs_pg("install", "--dsn", pg_db)
+    assert f"installed ml schema {SCHEMA_VERSION}: PL/Python 3.11" in installed
     store = ["--store", str(model_store), "--dsn", pg_db]
     assert udfs_pg("deploy", "churn@1", *store).strip() == "deployed churn@1"
     db = Db(pg_db)

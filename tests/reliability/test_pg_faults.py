@@ -125,13 +125,13 @@ def test_plan_and_sha256_rewritten_together_are_refused(ml_dsn, db: Db) -> None:
 
 @pytest.fixture
 def other_release(tmp_path, trained, db: Db):
-    """Save churn as 'drift' (a pickle: its plan is withheld) with another scikit-learn version.
+    """Save churn as 'mismatch' (a pickle: its plan is withheld) with another scikit-learn version.
 
     Only pickles depend on the scikit-learn release, and only where pickles are allowed.
     """
     db.run("INSERT INTO ml.settings VALUES ('allow_pickles', 'on')")
 
-    def save(version: str, plan: bool = False, name: str = "drift"):
+    def save(version: str, plan: bool = False, name: str = "mismatch"):
         t = trained["churn"]
         ref = udfs.save_model(t.model, name, sample=t.train[FEATURES], store=tmp_path)
         signature = json.loads((ref.path / "model.json").read_text())
@@ -147,20 +147,21 @@ def other_release(tmp_path, trained, db: Db):
 
 def test_other_sklearn_minor_is_refused_at_deploy(db: Db, other_release) -> None:
     store = other_release("0.24.2")
-    with pytest.raises(psycopg2.Error, match=r"'drift' v1 was saved with scikit-learn 0\.24\.2"):
-        deploy(db.conn, "drift", store=store)
+    with pytest.raises(psycopg2.Error, match=r"'mismatch' v1 was saved with scikit-learn 0\.24\.2"):
+        deploy(db.conn, "mismatch", store=store)
     assert (
-        db.one("SELECT to_regprocedure('ml.drift(double precision,bigint,text,boolean)')") is None
+        db.one("SELECT to_regprocedure('ml.mismatch(double precision,bigint,text,boolean)')")
+        is None
     )
     FAULTS.append("pickled model saved with another scikit-learn minor: refused at deploy")
 
 
 def test_plan_does_not_depend_on_the_sklearn_release(db: Db, other_release, trained) -> None:
-    store = other_release("0.24.2", plan=True, name="drift_plan")
+    store = other_release("0.24.2", plan=True, name="mismatch_plan")
     db.run("DELETE FROM ml.settings WHERE key = 'allow_pickles'")
-    assert deploy(db.conn, "drift_plan", store=store) == 1
+    assert deploy(db.conn, "mismatch_plan", store=store) == 1
     row = customers(1, seed=4)[FEATURES]
-    got = db.one("SELECT ml.drift_plan(%s, %s, %s, %s)", *python_rows(row)[0])
+    got = db.one("SELECT ml.mismatch_plan(%s, %s, %s, %s)", *python_rows(row)[0])
     assert got == expected(trained["churn"], row)[0]
 
 
@@ -168,14 +169,14 @@ def test_changed_sklearn_after_deploy_is_refused_at_first_call(
     ml_dsn, db: Db, other_release
 ) -> None:
     """A deployed pickle whose recorded release no longer matches is refused when loaded."""
-    deploy(db.conn, "drifted", store=other_release(sklearn.__version__, name="drifted"))
+    deploy(db.conn, "mismatched", store=other_release(sklearn.__version__, name="mismatched"))
     db.run(
         "UPDATE ml.models SET signature = jsonb_set(signature, '{libraries,scikit-learn}', "
-        "'\"0.24.2\"') WHERE name = 'drifted'"
+        "'\"0.24.2\"') WHERE name = 'mismatched'"
     )
     refused_in_a_new_connection(
         ml_dsn,
-        "SELECT ml.drifted(40, 3, 'pro', true)",
+        "SELECT ml.mismatched(40, 3, 'pro', true)",
         r"saved with scikit-learn 0\.24\.2.*UDFS_ALLOW",
     )
     FAULTS.append("pickled model's scikit-learn changed after deploy: refused at first call")
@@ -184,9 +185,9 @@ def test_changed_sklearn_after_deploy_is_refused_at_first_call(
 def test_other_sklearn_patch_is_loaded(db: Db, other_release, trained) -> None:
     major, minor, *_ = sklearn.__version__.split(".")
     store = other_release(f"{major}.{minor}.99")
-    assert deploy(db.conn, "drift", store=store) >= 1  # the warning goes to the server log
+    assert deploy(db.conn, "mismatch", store=store) >= 1  # the warning goes to the server log
     row = customers(1, seed=4)[FEATURES]
-    got = db.one("SELECT ml.drift(%s, %s, %s, %s)", *python_rows(row)[0])
+    got = db.one("SELECT ml.mismatch(%s, %s, %s, %s)", *python_rows(row)[0])
     assert got == expected(trained["churn"], row)[0]
 
 
