@@ -22,7 +22,7 @@ import pandas as pd
 
 from udfs.drift import COLUMNS, Drift
 from udfs.signature import Signature
-from udfs.spark.evaluate import _quoted, find_column
+from udfs.spark.evaluate import find_column, quoted
 from udfs.store import StorePath, resolve
 
 
@@ -66,11 +66,11 @@ def drift(
         find_column(list(frame.columns), f, "feature", model) for f in signature.feature_names
     ]
     register(spark, model, ref.version, store)
-    quoted = [_quoted(c) for c in columns]
+    identifiers = [quoted(c) for c in columns]
     # SQL expressions, not pyspark.sql.functions: the same on classic and Connect sessions.
     scored = frame.selectExpr(
-        *(f"{c} AS ml_f{i}" for i, c in enumerate(quoted)),
-        f"{model}({', '.join(quoted)}) AS ml_prediction",
+        *(f"{c} AS ml_f{i}" for i, c in enumerate(identifiers)),
+        f"{model}({', '.join(identifiers)}) AS ml_prediction",
     )
     count = _partition_counts(signature.to_json(), json.dumps(profile), len(columns))
     total = Drift(signature, profile)

@@ -47,7 +47,7 @@ def find_column(columns: list[str], name: str, what: str, model: str) -> str:
     )
 
 
-def _quoted(column: str) -> str:
+def quoted(column: str) -> str:
     """A column name as a Spark SQL identifier."""
     return "`" + column.replace("`", "``") + "`"
 
@@ -96,7 +96,7 @@ def evaluate(
     frame = spark.table(data) if isinstance(data, str) else data
     register(spark, model, version, store)
     signature = resolve(model, version, store).signature()
-    *features, label = (_quoted(c) for c in _columns(list(frame.columns), signature, label_column))
+    *features, label = (quoted(c) for c in _columns(list(frame.columns), signature, label_column))
     # SQL expressions, not pyspark.sql.functions: the same on classic and Connect sessions.
     arguments = ", ".join(features)
     selected = [f"{label} AS label", f"{model}({arguments}) AS prediction"]
@@ -177,7 +177,7 @@ def make_udtf(signature: Signature, blobs: dict, connect: bool = False) -> Any:
             schema = StructType(
                 [StructField("metric", StringType(), False), StructField("value", DoubleType())]
             )
-            select = [SelectedColumn(_quoted(c), f"c{i}") for i, c in enumerate(chosen)]
+            select = [SelectedColumn(quoted(c), f"c{i}") for i, c in enumerate(chosen)]
             return AnalyzeResult(schema=schema, withSinglePartition=True, select=select)
 
         def __init__(self) -> None:
